@@ -1,0 +1,100 @@
+//! Agents: the prompt, voice, model and tools one phone agent runs with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::tool::{ToolSet, ToolSetError};
+
+/// The default OpenAI Realtime model.
+pub const DEFAULT_MODEL: &str = "gpt-realtime";
+/// The default voice.
+pub const DEFAULT_VOICE: &str = "marin";
+
+/// Something that can answer calls: `#[patter::agent]` implements it, and so does
+/// [`AgentSpec`] for agents assembled at run time.
+///
+/// The agent is shared by every call it serves (`Arc<Self>`), so tools that are `&self`
+/// methods see the same state (a database pool, a cache) on every call.
+pub trait Agent: Send + Sync + 'static {
+    /// The agent's settings and checked tool set.
+    fn spec(self: Arc<Self>) -> Result<AgentSpec, ToolSetError>;
+}
+
+/// An agent's settings: prompt, first message, voice, model, prompt variables and tools.
+///
+/// ```
+/// use patter::{AgentSpec, ToolSet};
+///
+/// let agent = AgentSpec::new("You are a helpful receptionist for {company}.")
+///     .first_message("Hello! How can I help?")
+///     .variable("company", "Acme")
+///     .voice("cedar");
+/// assert_eq!(agent.model, "gpt-realtime");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AgentSpec {
+    /// The system prompt; `{name}` placeholders are filled from [`AgentSpec::variables`] and
+    /// the call's parameters.
+    pub system_prompt: String,
+    /// Spoken word for word when the call connects, if set.
+    pub first_message: Option<String>,
+    /// The engine's voice.
+    pub voice: String,
+    /// The engine's model.
+    pub model: String,
+    /// Values for the prompt's `{name}` placeholders.
+    pub variables: BTreeMap<String, String>,
+    /// The agent's own tools (the call adds its system tools).
+    pub tools: ToolSet,
+}
+
+impl AgentSpec {
+    /// An agent with this system prompt, the default voice and model, and no tools.
+    pub fn new(system_prompt: impl Into<String>) -> Self {
+        AgentSpec {
+            system_prompt: system_prompt.into(),
+            first_message: None,
+            voice: DEFAULT_VOICE.to_owned(),
+            model: DEFAULT_MODEL.to_owned(),
+            variables: BTreeMap::new(),
+            tools: ToolSet::default(),
+        }
+    }
+
+    /// Sets the words spoken when the call connects.
+    pub fn first_message(mut self, text: impl Into<String>) -> Self {
+        self.first_message = Some(text.into());
+        self
+    }
+
+    /// Sets the voice.
+    pub fn voice(mut self, voice: impl Into<String>) -> Self {
+        self.voice = voice.into();
+        self
+    }
+
+    /// Sets the model.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// Sets one prompt variable.
+    pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.variables.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the tools.
+    pub fn tools(mut self, tools: ToolSet) -> Self {
+        self.tools = tools;
+        self
+    }
+}
+
+impl Agent for AgentSpec {
+    fn spec(self: Arc<Self>) -> Result<AgentSpec, ToolSetError> {
+        Ok(Arc::unwrap_or_clone(self))
+    }
+}

@@ -1,0 +1,157 @@
+#![doc = include_str!("../../README.md")]
+
+pub mod agent;
+mod secret;
+pub mod tool;
+mod util;
+
+pub use agent::{Agent, AgentSpec};
+pub use secret::Secret;
+pub use tool::{
+    CallAction, CallContext, Direction, DispatchOutcome, FnTool, IntoToolResult, Json, NoArgs,
+    Tool, ToolArgs, ToolDefinition, ToolError, ToolOutput, ToolSet, ToolSetError, WebhookTool,
+};
+
+/// Assembles an agent; see the crate docs.
+pub use patter_macros::agent;
+/// Marks a struct as a tool's arguments: derives deserialisation and the JSON schema through
+/// patter's own paths (no serde or schemars needed in your `Cargo.toml`).
+///
+/// Field doc comments become the parameter descriptions; `Option` fields are optional.
+/// Serde attributes (`#[serde(rename = "…")]`, `#[serde(default)]`) work as usual.
+pub use patter_macros::args;
+/// Marks a type used inside tool arguments (an enum, a nested struct) or returned by a tool:
+/// derives serialisation and the JSON schema through patter's own paths.
+pub use patter_macros::data;
+/// Turns an `async fn` into a tool the model can call; see the crate docs.
+pub use patter_macros::tool;
+/// Declares a webhook tool on a bodiless `async fn`; see the crate docs.
+pub use patter_macros::webhook;
+
+/// The names most agents need: `use patter::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Agent, AgentSpec, CallContext, FnTool, Json, NoArgs, ToolError, ToolOutput, ToolSet,
+        WebhookTool,
+    };
+}
+
+/// Paths the macros' generated code uses. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use schemars;
+    pub use serde;
+    pub use serde_json;
+
+    pub use crate::tool::webhook::WebhookTool;
+
+    /// Compares two names in a `const` context, for the agent macro's duplicate check.
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Turning whatever a `#[patter::tool]` fn returns into the model's result.
+    ///
+    /// The macro cannot see through type aliases, so it asks the type checker: method
+    /// resolution picks the first of these "kinds" that applies to the concrete type
+    /// (autoref specialisation). Step one splits any `Result` into `Ok`/`Err`; step two sends
+    /// text types through as they are and serialises everything else as JSON.
+    pub mod ret {
+        use crate::tool::{IntoToolResult, ToolError, ToolErrorText, ToolOutput};
+
+        /// The value was a `Result`.
+        pub struct ResultTag;
+        /// The value was not a `Result`.
+        pub struct PlainTag;
+        /// Step one for `Result`s.
+        pub trait ResultKind {
+            /// Tags the value.
+            fn __patter_result_kind(&self) -> ResultTag {
+                ResultTag
+            }
+        }
+        impl<T, E> ResultKind for Result<T, E> {}
+        /// Step one for everything else.
+        pub trait PlainKind {
+            /// Tags the value.
+            fn __patter_result_kind(&self) -> PlainTag {
+                PlainTag
+            }
+        }
+        impl<T: ?Sized> PlainKind for &T {}
+
+        impl ResultTag {
+            /// `Err` becomes the model-visible tool error.
+            pub fn split<T, E: ToolErrorText>(self, value: Result<T, E>) -> Result<T, ToolError> {
+                value.map_err(ToolErrorText::into_tool_error)
+            }
+        }
+        impl PlainTag {
+            /// Always `Ok`.
+            pub fn split<T>(self, value: T) -> Result<T, ToolError> {
+                Ok(value)
+            }
+        }
+
+        /// The value is already a tool result (`String`, `&str`, `ToolOutput`, …).
+        pub struct TextTag;
+        /// The value is serialised as JSON.
+        pub struct JsonTag;
+        /// Step two for tool results.
+        pub trait TextKind {
+            /// Tags the value.
+            fn __patter_value_kind(&self) -> TextTag {
+                TextTag
+            }
+        }
+        impl<T: IntoToolResult> TextKind for T {}
+        /// Step two for everything else.
+        pub trait JsonKind {
+            /// Tags the value.
+            fn __patter_value_kind(&self) -> JsonTag {
+                JsonTag
+            }
+        }
+        impl<T: ?Sized> JsonKind for &T {}
+
+        impl TextTag {
+            /// Passes the result through.
+            pub fn output<T: IntoToolResult>(self, value: T) -> Result<ToolOutput, ToolError> {
+                value.into_tool_result()
+            }
+        }
+        impl JsonTag {
+            /// Serialises the value as compact JSON.
+            pub fn output<T: ToolResultValue>(self, value: T) -> Result<ToolOutput, ToolError> {
+                value.to_output()
+            }
+        }
+
+        /// A value a tool can return as JSON.
+        #[diagnostic::on_unimplemented(
+            message = "`{Self}` cannot be returned from a tool",
+            label = "a tool returns `String`, `ToolOutput`, a `Serialize` type, or `Result` of these",
+            note = "derive `Serialize` for `{Self}` (or mark it `#[patter::args]`), or return a `String`"
+        )]
+        pub trait ToolResultValue {
+            /// Serialises.
+            fn to_output(self) -> Result<ToolOutput, ToolError>;
+        }
+        impl<T: serde::Serialize> ToolResultValue for T {
+            fn to_output(self) -> Result<ToolOutput, ToolError> {
+                ToolOutput::json(&self)
+            }
+        }
+    }
+}
