@@ -123,7 +123,7 @@ pub mod __private {
                 JsonTag
             }
         }
-        impl<T: ?Sized> JsonKind for &T {}
+        impl<T> JsonKind for &T {}
 
         impl TextTag {
             /// Passes the result through.

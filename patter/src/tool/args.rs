@@ -110,12 +110,12 @@ fn drop_null_type(map: &mut Map<String, Value>) {
     }
     if let Some(Value::Array(branches)) = map.get_mut("anyOf") {
         branches.retain(|b| b.get("type").and_then(Value::as_str) != Some("null"));
-        if branches.len() == 1 {
-            if let Some(Value::Object(only)) = branches.pop() {
-                map.remove("anyOf");
-                for (k, v) in only {
-                    map.entry(k).or_insert(v);
-                }
+        if branches.len() == 1
+            && let Some(Value::Object(only)) = branches.pop()
+        {
+            map.remove("anyOf");
+            for (k, v) in only {
+                map.entry(k).or_insert(v);
             }
         }
     }
@@ -148,7 +148,7 @@ fn collapse_unit_enum(map: &mut Map<String, Value>) {
             constant.as_str(),
             obj.get("description").and_then(Value::as_str),
         ) {
-            notes.push(format!("{text}: {desc}"));
+            notes.push(format!("{text}: {}", desc.trim_end_matches('.')));
         }
         values.push(constant.clone());
     }

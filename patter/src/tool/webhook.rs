@@ -312,7 +312,11 @@ impl WebhookTool {
                     self.attempt_timeout.as_millis()
                 ));
             }
-            Err(e) => return Attempt::Retry(format!("the endpoint could not be reached: {e}")),
+            Err(e) => {
+                // The URL may carry credentials: keep it out of the model's and the log's text.
+                let e = e.without_url();
+                return Attempt::Retry(format!("the endpoint could not be reached: {e}"));
+            }
         };
         let status = response.status();
         let body = read_capped(response, MAX_RESPONSE_BYTES).await;
@@ -339,6 +343,7 @@ impl WebhookTool {
                 "the endpoint's response is larger than {MAX_RESPONSE_BYTES} bytes"
             )),
             Err(ReadError::Network(e)) => {
+                let e = e.without_url();
                 Attempt::Retry(format!("reading the endpoint's response failed: {e}"))
             }
         }
