@@ -2,9 +2,9 @@
 //! inherent `impl` block (its `#[tool]` methods become tools sharing the agent's state).
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned as _;
-use syn::{ImplItem, Item, ItemImpl, LitStr, Path};
+use syn::{Ident, ImplItem, Item, ItemImpl, LitStr, Path};
 
 use crate::attr::{Errors, Keys};
 use crate::tool::{Place, ToolAttrs, ToolSig};
@@ -16,6 +16,7 @@ const KEYS: &[&str] = &[
     "model",
     "variables",
     "tools",
+    "audio_format",
 ];
 
 #[derive(Default)]
@@ -24,6 +25,7 @@ struct AgentAttrs {
     first_message: Option<LitStr>,
     voice: Option<LitStr>,
     model: Option<LitStr>,
+    audio_format: Option<proc_macro2::TokenStream>,
     variables: Vec<(String, LitStr)>,
     tools: Vec<Path>,
 }
@@ -37,6 +39,19 @@ fn parse_attrs(tokens: TokenStream, errors: &mut Errors) -> AgentAttrs {
             "first_message" => attrs.first_message = Some(meta.value()?.parse()?),
             "voice" => attrs.voice = Some(meta.value()?.parse()?),
             "model" => attrs.model = Some(meta.value()?.parse()?),
+            "audio_format" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                attrs.audio_format = Some(match lit.value().as_str() {
+                    "pcmu" => quote!(::patter::AudioFormat::Pcmu),
+                    "pcm24k" => quote!(::patter::AudioFormat::Pcm24k),
+                    _ => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            "`audio_format` is \"pcmu\" (μ-law pass-through, the default) or \"pcm24k\"",
+                        ));
+                    }
+                });
+            }
             "variables" => meta.parse_nested_meta(|var| {
                 let Some(name) = var.path.get_ident() else {
                     return Err(var.error("write `variables(name = \"value\", …)`"));
@@ -54,10 +69,11 @@ fn parse_attrs(tokens: TokenStream, errors: &mut Errors) -> AgentAttrs {
                         "list tools by function name: `tools(check_inventory, get_order)`",
                     ));
                 }
-                if let Some(earlier) = attrs.tools.iter().find(|p| **p == tool.path) {
-                    let _ = earlier;
-                    return Err(syn::Error::new(
-                        tool.path.span(),
+                // `syn::Path: PartialEq` needs syn's `extra-traits`; compare the tokens.
+                let listed = |p: &Path| quote!(#p).to_string();
+                if attrs.tools.iter().any(|p| listed(p) == listed(&tool.path)) {
+                    return Err(syn::Error::new_spanned(
+                        &tool.path,
                         "this tool is listed twice; tool names must be unique within an agent",
                     ));
                 }
@@ -80,9 +96,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     match item {
         Item::Struct(s) => {
             if !s.generics.params.is_empty() {
-                errors.spanned(s.generics.span(), "an agent cannot be generic");
+                errors.spanned_tokens(&s.generics, "an agent cannot be generic");
             }
-            errors.finish()?;
+            if let Some(kept) = errors.keeping(&s) {
+                return Ok(kept);
+            }
             let ident = &s.ident;
             let body = spec_body(&attrs, Vec::new(), ident);
             Ok(quote! {
@@ -104,19 +122,26 @@ fn expand_impl(
     mut imp: ItemImpl,
     mut errors: Errors,
 ) -> syn::Result<TokenStream> {
-    if let Some((trait_path, _)) = &imp.trait_ {
-        errors.spanned(
-            trait_path.span(),
-            "`#[patter::agent]` goes on an inherent `impl Agent { … }` block, not on a trait \
-             impl; move the tool methods into `impl YourAgent { … }`",
+    if let Some((trait_path, for_token)) = &imp.trait_ {
+        let self_ty = &imp.self_ty;
+        errors.spanned_tokens(
+            quote!(#trait_path #for_token #self_ty),
+            format!(
+                "`#[patter::agent]` goes on an inherent impl block, not on a trait impl: put \
+                 the `#[tool]` methods in `impl {} {{ … }}`",
+                quote!(#self_ty)
+            ),
         );
-        return Err(errors
-            .finish()
-            .err()
-            .unwrap_or_else(|| syn::Error::new(Span::call_site(), "trait impl")));
+        // The impl stays, without the `#[tool]` markers (which are no attribute of their own).
+        for item in &mut imp.items {
+            if let ImplItem::Fn(method) = item {
+                method.attrs.retain(|a| !is_tool_marker(a));
+            }
+        }
+        return Ok(errors.keeping(&imp).unwrap_or_default());
     }
     if !imp.generics.params.is_empty() {
-        errors.spanned(imp.generics.span(), "an agent cannot be generic");
+        errors.spanned_tokens(&imp.generics, "an agent cannot be generic");
     }
     let mut tools = Vec::new();
     let mut names: Vec<(String, Span)> = Vec::new();
@@ -155,9 +180,10 @@ fn expand_impl(
         names.push((sig.name.clone(), sig.name_span));
         tools.push(sig);
     }
-    errors.finish()?;
+    if let Some(kept) = errors.keeping(&imp) {
+        return Ok(kept);
+    }
     let self_ty = &imp.self_ty;
-    let checks = tools.iter().map(ToolSig::args_check);
     let method_tools = tools
         .iter()
         .map(|sig| {
@@ -174,12 +200,14 @@ fn expand_impl(
             }}
         })
         .collect::<Vec<_>>();
-    let method_names: Vec<String> = tools.iter().map(|t| t.name.clone()).collect();
+    let method_names: Vec<(String, &Ident, Span)> = tools
+        .iter()
+        .map(|t| (t.name.clone(), &t.ident, t.name_span))
+        .collect();
     let body = spec_body_with_names(&attrs, method_tools, method_names, self_ty);
     Ok(quote! {
         #imp
         #body
-        #(#checks)*
     })
 }
 
@@ -201,10 +229,13 @@ fn spec_body(
 }
 
 /// The `impl Agent` block, plus a compile-time check that no two tools share a name.
+///
+/// `method_names` are the `#[tool]` methods' names (already checked against each other),
+/// their idents and where the name was written.
 fn spec_body_with_names(
     attrs: &AgentAttrs,
     method_tools: Vec<TokenStream>,
-    method_names: Vec<String>,
+    method_names: Vec<(String, &Ident, Span)>,
     self_ty: &dyn quote::ToTokens,
 ) -> TokenStream {
     let prompt = attrs
@@ -222,35 +253,14 @@ fn spec_body_with_names(
     if let Some(model) = &attrs.model {
         settings.push(quote!(.model(#model)));
     }
+    if let Some(format) = &attrs.audio_format {
+        settings.push(quote!(.audio_format(#format)));
+    }
     for (name, value) in &attrs.variables {
         settings.push(quote!(.variable(#name, #value)));
     }
     let listed = &attrs.tools;
-    let names = listed
-        .iter()
-        .map(|p| quote!(#p::NAME))
-        .chain(method_names.iter().map(|n| quote!(#n)))
-        .collect::<Vec<_>>();
-    let unique_check = if names.len() > 1 {
-        quote! {
-            const _: () = {
-                let names: &[&str] = &[#(#names),*];
-                let mut i = 0;
-                while i < names.len() {
-                    let mut j = i + 1;
-                    while j < names.len() {
-                        if ::patter::__private::str_eq(names[i], names[j]) {
-                            panic!("two tools of this agent have the same name; rename one with `name = \"…\"`");
-                        }
-                        j += 1;
-                    }
-                    i += 1;
-                }
-            };
-        }
-    } else {
-        TokenStream::new()
-    };
+    let unique_check = unique_names_check(listed, &method_names);
     quote! {
         impl ::patter::Agent for #self_ty {
             fn spec(
@@ -269,4 +279,70 @@ fn spec_body_with_names(
         }
         #unique_check
     }
+}
+
+/// One `const` per pair of tools that may share a name, at least one of them listed in
+/// `tools(...)` (their names are only known to the compiler). Each is spanned on the later
+/// tool, so a clash is reported there and names both tools.
+fn unique_names_check(listed: &[Path], methods: &[(String, &Ident, Span)]) -> TokenStream {
+    struct Entry {
+        name: TokenStream,
+        label: String,
+        span: Span,
+        /// The name, when the macro knows it (a method's).
+        known: Option<String>,
+    }
+    let entries: Vec<Entry> = listed
+        .iter()
+        .map(|path| Entry {
+            name: quote!(#path::NAME),
+            label: format!(
+                "the tool `{}`",
+                path.segments
+                    .iter()
+                    .map(|s| s.ident.to_string())
+                    .collect::<Vec<_>>()
+                    .join("::")
+            ),
+            span: path
+                .segments
+                .last()
+                .map_or_else(Span::call_site, |s| s.ident.span()),
+            known: None,
+        })
+        .chain(methods.iter().map(|(name, ident, span)| Entry {
+            name: quote!(#name),
+            label: format!("the method `{ident}`"),
+            span: *span,
+            known: Some(name.clone()),
+        }))
+        .collect();
+    let mut checks = TokenStream::new();
+    for (j, later) in entries.iter().enumerate() {
+        for earlier in &entries[..j] {
+            let same = match (&earlier.known, &later.known) {
+                // Two methods: the macro has already compared them.
+                (Some(_), Some(_)) => continue,
+                (Some(name), None) | (None, Some(name)) => format!("are both named `{name}`"),
+                (None, None) => "have the same name".to_owned(),
+            };
+            let (a, b) = (&earlier.name, &later.name);
+            let both = match (&earlier.known, &later.known) {
+                (None, None) => format!(
+                    "the tools {} and {}",
+                    earlier.label.trim_start_matches("the tool "),
+                    later.label.trim_start_matches("the tool ")
+                ),
+                _ => format!("{} and {}", earlier.label, later.label),
+            };
+            let message = format!("{both} of this agent {same}; rename one with `name = \"…\"`");
+            checks.extend(quote_spanned! {later.span=>
+                const _: () = ::core::assert!(
+                    !::patter::__private::str_eq(#a, #b),
+                    #message
+                );
+            });
+        }
+    }
+    checks
 }

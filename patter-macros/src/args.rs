@@ -1,7 +1,7 @@
 //! `#[patter::args]` and `#[patter::data]`: serde and schemars derives through patter's own
 //! paths, so the user's crate needs neither dependency.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::spanned::Spanned as _;
 use syn::{Fields, Item};
@@ -14,46 +14,48 @@ pub fn expand_args(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStr
         ));
     }
     let item: Item = syn::parse2(item)?;
-    let strukt = match item {
-        Item::Struct(s) => s,
-        Item::Enum(e) => {
-            return Err(syn::Error::new(
-                e.enum_token.span,
-                "tool arguments are a JSON object: put `#[patter::args]` on a struct with named \
-                 fields; an enum can be the type of one of those fields if it is marked \
-                 `#[patter::data]`",
-            ));
-        }
-        other => {
-            return Err(syn::Error::new(
-                other.span(),
-                "`#[patter::args]` goes on a struct with named fields",
-            ));
-        }
-    };
-    match &strukt.fields {
-        Fields::Named(_) => {}
-        Fields::Unnamed(fields) => {
-            return Err(syn::Error::new(
+    let problem = match &item {
+        Item::Struct(strukt) => match &strukt.fields {
+            Fields::Named(_) if strukt.generics.params.is_empty() => None,
+            Fields::Named(_) => Some(syn::Error::new_spanned(
+                &strukt.generics,
+                "tool arguments cannot be generic: the model needs one concrete schema",
+            )),
+            Fields::Unnamed(fields) => Some(syn::Error::new(
                 fields.span(),
                 "tool arguments are a JSON object with named parameters: use named fields \
                  (`struct Args { order_id: String }`), not a tuple struct",
-            ));
-        }
-        Fields::Unit => {
-            return Err(syn::Error::new(
+            )),
+            Fields::Unit => Some(syn::Error::new(
                 strukt.ident.span(),
                 "a unit struct has no parameters: give the struct named fields, or write the \
                  tool without an arguments parameter",
-            ));
+            )),
+        },
+        Item::Enum(e) => {
+            let (enum_token, ident) = (&e.enum_token, &e.ident);
+            Some(syn::Error::new_spanned(
+                quote!(#enum_token #ident),
+                "tool arguments are a JSON object: put `#[patter::args]` on a struct with named \
+                 fields; an enum can be the type of one of those fields if it is marked \
+                 `#[patter::data]`",
+            ))
         }
-    }
-    if !strukt.generics.params.is_empty() {
-        return Err(syn::Error::new(
-            strukt.generics.span(),
-            "tool arguments cannot be generic: the model needs one concrete schema",
-        ));
-    }
+        _ => Some(syn::Error::new(
+            Span::call_site(),
+            "`#[patter::args]` goes on a struct with named fields",
+        )),
+    };
+    // The item stays, so its other uses do not add "cannot find type" errors.
+    let strukt = match (problem, item) {
+        (None, Item::Struct(strukt)) => strukt,
+        (problem, item) => {
+            let error = problem
+                .unwrap_or_else(|| syn::Error::new(Span::call_site(), "expected a struct"))
+                .into_compile_error();
+            return Ok(quote!(#item #error));
+        }
+    };
     let ident = &strukt.ident;
     Ok(quote! {
         #[derive(

@@ -1,7 +1,7 @@
 //! Attribute-argument parsing shared by every macro: known keys only, each at most once, and
 //! a "did you mean" for typos.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::{Attribute, Expr, Lit, LitStr};
 
@@ -143,6 +143,26 @@ impl Errors {
 
     pub fn spanned(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push(syn::Error::new(span, message));
+    }
+
+    /// An error underlining all of `tokens` (a `Span` covers only their first token on
+    /// stable).
+    pub fn spanned_tokens(
+        &mut self,
+        tokens: impl quote::ToTokens,
+        message: impl std::fmt::Display,
+    ) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    /// If there were errors: `item` followed by them as `compile_error!`s. Keeping the
+    /// user's item means nothing else fails because the macro removed it (a call of the
+    /// function, an import only it uses).
+    pub fn keeping(self, item: impl quote::ToTokens) -> Option<TokenStream> {
+        self.0.map(|all| {
+            let errors = all.into_compile_error();
+            quote::quote!(#item #errors)
+        })
     }
 
     pub fn finish(self) -> syn::Result<()> {

@@ -5,7 +5,8 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned as _;
 use syn::{
-    Attribute, FnArg, Ident, ItemFn, LitInt, LitStr, ReceiverKind, ReturnType, Signature, Type,
+    Attribute, FnArg, ForeignItemFn, Ident, ItemFn, LitInt, LitStr, ReceiverKind, ReturnType,
+    Signature, Type,
 };
 
 use crate::attr::{Errors, Keys, Spanned, doc_text, is_valid_tool_name};
@@ -101,8 +102,9 @@ impl ToolSig {
     ) -> Option<ToolSig> {
         let mut found = 0usize;
         if sig.asyncness.is_none() {
-            errors.spanned(
-                sig.fn_token.span,
+            let (fn_token, ident) = (&sig.fn_token, &sig.ident);
+            errors.spanned_tokens(
+                quote!(#fn_token #ident),
                 format!(
                     "a tool must be an `async fn`: write `async fn {}`",
                     sig.ident
@@ -111,11 +113,13 @@ impl ToolSig {
             found += 1;
         }
         if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-            errors.spanned(
-                sig.generics.span(),
-                "a tool cannot be generic: the model's arguments need one concrete type; \
-                 remove the generic parameters",
-            );
+            let message = "a tool cannot be generic: the model's arguments need one concrete \
+                           type; remove the generic parameters";
+            if sig.generics.params.is_empty() {
+                errors.spanned_tokens(&sig.generics.where_clause, message);
+            } else {
+                errors.spanned_tokens(&sig.generics, message);
+            }
             found += 1;
         }
         let (name, name_span) = match tool_attrs.name {
@@ -172,15 +176,15 @@ impl ToolSig {
                         }
                     };
                     if let Some(problem) = problem {
-                        errors.spanned(receiver.span(), problem);
+                        errors.spanned_tokens(receiver, problem);
                         found += 1;
                     }
                 }
                 FnArg::Typed(pat) => match context_kind(&pat.ty) {
                     Some(Ok(pass)) => {
                         if has_ctx {
-                            errors.spanned(
-                                pat.ty.span(),
+                            errors.spanned_tokens(
+                                &pat.ty,
                                 "a tool takes at most one `CallContext` parameter; remove this one",
                             );
                             found += 1;
@@ -188,9 +192,9 @@ impl ToolSig {
                         has_ctx = true;
                         params.push(Param::Ctx(pass));
                     }
-                    Some(Err(span)) => {
-                        errors.spanned(
-                            span,
+                    Some(Err(())) => {
+                        errors.spanned_tokens(
+                            &pat.ty,
                             "take the call context as `&CallContext` or `CallContext`, not \
                              `&mut CallContext`: it is shared with the rest of the call",
                         );
@@ -198,15 +202,15 @@ impl ToolSig {
                     }
                     None => {
                         if args_ty.is_some() {
-                            errors.spanned(
-                                pat.ty.span(),
+                            errors.spanned_tokens(
+                                &pat.ty,
                                 "a tool takes one argument struct: put every parameter in one \
                                  `#[patter::args]` struct",
                             );
                             found += 1;
                         } else if let Type::Reference(r) = &*pat.ty {
-                            errors.spanned(
-                                r.span(),
+                            errors.spanned_tokens(
+                                r,
                                 "take the tool's arguments by value (`args: MyArgs`), not by \
                                  reference",
                             );
@@ -287,32 +291,18 @@ impl ToolSig {
             #timeout
         }
     }
-
-    /// A compile-time check, on the user's span, that the argument type is a tool argument
-    /// type.
-    pub fn args_check(&self) -> TokenStream {
-        match &self.args_ty {
-            Some(ty) => quote_spanned! {ty.span()=>
-                const _: fn() = || {
-                    fn __patter_assert_tool_args<T: ::patter::ToolArgs>() {}
-                    __patter_assert_tool_args::<#ty>();
-                };
-            },
-            None => TokenStream::new(),
-        }
-    }
 }
 
 /// `Some(Ok)` for `CallContext`/`&CallContext`, `Some(Err)` for `&mut CallContext`, `None`
 /// for anything else.
-fn context_kind(ty: &Type) -> Option<Result<CtxPass, Span>> {
+fn context_kind(ty: &Type) -> Option<Result<CtxPass, ()>> {
     fn is_context(ty: &Type) -> bool {
         matches!(ty, Type::Path(p) if p.qself.is_none()
             && p.path.segments.last().is_some_and(|s| s.ident == "CallContext"))
     }
     match ty {
         Type::Reference(r) if is_context(&r.elem) => match r.mutability {
-            Some(m) => Some(Err(m.span.join(r.elem.span()).unwrap_or(m.span))),
+            Some(_) => Some(Err(())),
             None => Some(Ok(CtxPass::Borrowed)),
         },
         Type::Paren(p) => context_kind(&p.elem),
@@ -324,19 +314,20 @@ fn context_kind(ty: &Type) -> Option<Result<CtxPass, Span>> {
 /// Turns `__patter_ret` into `Result<ToolOutput, ToolError>`. The trait checks are spanned
 /// on the return type, so a wrong return type is reported there.
 fn convert_return(output: &ReturnType) -> TokenStream {
-    let span = match output {
-        ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => Span::call_site(),
+    let (ok_span, err_span) = return_spans(output);
+    let split = quote_spanned! {err_span=>
+        (&__patter_ret).__patter_result_kind().split(__patter_ret)
     };
-    quote_spanned! {span=>
+    let output = quote_spanned! {ok_span=>
+        (&__patter_value).__patter_value_kind().output(__patter_value)
+    };
+    quote! {
         #[allow(unused_imports)]
         use ::patter::__private::ret::{
             JsonKind as _, PlainKind as _, ResultKind as _, TextKind as _,
         };
-        match (&__patter_ret).__patter_result_kind().split(__patter_ret) {
-            ::core::result::Result::Ok(__patter_value) => {
-                (&__patter_value).__patter_value_kind().output(__patter_value)
-            }
+        match #split {
+            ::core::result::Result::Ok(__patter_value) => #output,
             ::core::result::Result::Err(__patter_error) => {
                 ::core::result::Result::Err(__patter_error)
             }
@@ -344,19 +335,46 @@ fn convert_return(output: &ReturnType) -> TokenStream {
     }
 }
 
+/// Where to report a bad success type and a bad error type: on `T` and `E` of a return type
+/// written `Result<T, E>`, else (an alias, say) on the whole return type.
+fn return_spans(output: &ReturnType) -> (Span, Span) {
+    let ty = match output {
+        ReturnType::Type(_, ty) => ty,
+        ReturnType::Default => return (Span::call_site(), Span::call_site()),
+    };
+    let whole = ty.span();
+    let Type::Path(path) = &**ty else {
+        return (whole, whole);
+    };
+    let Some(last) = path.path.segments.last() else {
+        return (whole, whole);
+    };
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return (whole, whole);
+    };
+    if last.ident != "Result" {
+        return (whole, whole);
+    }
+    let mut types = args.args.iter().filter_map(|arg| match arg {
+        syn::GenericArgument::Type(t) => Some(t.span()),
+        _ => None,
+    });
+    let ok = types.next().unwrap_or(whole);
+    (ok, types.next().unwrap_or(whole))
+}
+
 /// `#[patter::tool]` on a free `async fn`.
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let mut errors = Errors::default();
-    let tool_attrs = match ToolAttrs::parse(attr) {
-        Ok(a) => a,
-        Err(e) => {
-            errors.push(e);
-            ToolAttrs::default()
-        }
-    };
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
         Err(_) => {
+            if let Ok(decl) = syn::parse2::<ForeignItemFn>(item) {
+                return Err(syn::Error::new(
+                    decl.semi_token.span,
+                    "a `#[patter::tool]` function needs a body; a tool without one is a \
+                     webhook: `#[patter::webhook(url = \"…\")]`",
+                ));
+            }
             return Err(syn::Error::new(
                 Span::call_site(),
                 "`#[patter::tool]` goes on an `async fn` with a body; for a webhook tool use \
@@ -364,6 +382,16 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             ));
         }
     };
+    // A bad attribute is reported alone: checking the function against attributes that were
+    // not read (a misspelled `description`, say) would only add confusing errors.
+    let tool_attrs = match ToolAttrs::parse(attr) {
+        Ok(a) => a,
+        Err(e) => {
+            let error = e.into_compile_error();
+            return Ok(quote!(#func #error));
+        }
+    };
+    let mut errors = Errors::default();
     let sig = ToolSig::analyse(
         &func.sig,
         &func.attrs,
@@ -371,7 +399,9 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         Place::FreeFn,
         &mut errors,
     );
-    errors.finish()?;
+    if let Some(kept) = errors.keeping(&func) {
+        return Ok(kept);
+    }
     let Some(sig) = sig else {
         return Err(syn::Error::new(Span::call_site(), "invalid tool"));
     };
@@ -379,7 +409,6 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let ident = &func.sig.ident;
     let name = &sig.name;
     let build = sig.fn_tool(quote!(#ident), TokenStream::new());
-    let check = sig.args_check();
     Ok(quote! {
         #func
 
@@ -397,7 +426,5 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 #build
             }
         }
-
-        #check
     })
 }

@@ -54,14 +54,10 @@ fn parse_attrs(tokens: TokenStream) -> syn::Result<WebhookAttrs> {
 }
 
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    // A bad attribute is reported alone: checking the declaration against attributes that
+    // were not read (a misspelled `url`, say) would only add confusing errors.
+    let attrs = parse_attrs(attr)?;
     let mut errors = Errors::default();
-    let attrs = match parse_attrs(attr) {
-        Ok(a) => a,
-        Err(e) => {
-            errors.push(e);
-            WebhookAttrs::default()
-        }
-    };
     let decl: ForeignItemFn = match syn::parse2(item.clone()) {
         Ok(decl) => decl,
         Err(parse_error) => {
@@ -83,8 +79,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         );
     }
     if !sig.generics.params.is_empty() {
-        errors.spanned(
-            sig.generics.span(),
+        errors.spanned_tokens(
+            &sig.generics,
             "a webhook tool cannot be generic; remove the generic parameters",
         );
     }
@@ -140,13 +136,13 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let mut args_ty = None;
     for input in &sig.inputs {
         match input {
-            FnArg::Receiver(r) => errors.spanned(
-                r.span(),
+            FnArg::Receiver(r) => errors.spanned_tokens(
+                r,
                 "a webhook tool is a free function declaration; remove `self`",
             ),
             FnArg::Typed(pat) if args_ty.is_none() => args_ty = Some((*pat.ty).clone()),
-            FnArg::Typed(pat) => errors.spanned(
-                pat.ty.span(),
+            FnArg::Typed(pat) => errors.spanned_tokens(
+                &pat.ty,
                 "a webhook tool takes one argument struct; the call's ids are added to the \
                  request body for you",
             ),
@@ -159,18 +155,6 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let args_ty = match &args_ty {
         Some(ty) => quote!(#ty),
         None => quote!(::patter::NoArgs),
-    };
-    let check = match sig.inputs.first() {
-        Some(FnArg::Typed(pat)) => {
-            let ty = &pat.ty;
-            quote_spanned! {ty.span()=>
-                const _: fn() = || {
-                    fn __patter_assert_tool_args<T: ::patter::ToolArgs>() {}
-                    __patter_assert_tool_args::<#ty>();
-                };
-            }
-        }
-        _ => TokenStream::new(),
     };
     let response = match &sig.output {
         ReturnType::Default => TokenStream::new(),
@@ -200,12 +184,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
 
             /// The tool, ready to add to a `ToolSet`.
             #vis fn tool() -> ::patter::WebhookTool {
-                type __PatterArgs = #args_ty;
-                ::patter::WebhookTool::#ctor::<__PatterArgs>(#name, #description, #endpoint)
+                // The user's own argument type in the turbofish: a type that is not
+                // `ToolArgs` is reported on their span.
+                ::patter::WebhookTool::#ctor::<#args_ty>(#name, #description, #endpoint)
                     #response #timeout #secret
             }
         }
-
-        #check
     })
 }

@@ -1,0 +1,11 @@
+struct OrderQuery {
+    order_id: String,
+}
+
+/// Looks up an order.
+#[patter::tool]
+async fn get_order(args: OrderQuery) -> String {
+    args.order_id
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[patter::args]
+enum Reason {
+    Defective,
+    ChangedMind,
+}
+
+fn main() {}

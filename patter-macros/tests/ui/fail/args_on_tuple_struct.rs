@@ -1,0 +1,4 @@
+#[patter::args]
+struct OrderId(String);
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[patter::args]
+struct Nothing;
+
+fn main() {}

@@ -1,0 +1,7 @@
+/// Says hello.
+#[patter::tool(name = "bad name!")]
+async fn greet() -> String {
+    "Hello!".to_owned()
+}
+
+fn main() {}

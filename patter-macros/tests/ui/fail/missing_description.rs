@@ -1,0 +1,6 @@
+#[patter::tool]
+async fn greet() -> String {
+    "Hello!".to_owned()
+}
+
+fn main() {}

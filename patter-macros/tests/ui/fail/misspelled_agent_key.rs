@@ -1,0 +1,4 @@
+#[patter::agent(system_promt = "You run a store.")]
+struct Store;
+
+fn main() {}

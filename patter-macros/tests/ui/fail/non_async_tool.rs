@@ -1,0 +1,7 @@
+/// Says hello.
+#[patter::tool]
+fn greet() -> String {
+    "Hello!".to_owned()
+}
+
+fn main() {}

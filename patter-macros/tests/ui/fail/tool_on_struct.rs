@@ -1,0 +1,5 @@
+/// Says hello.
+#[patter::tool]
+struct Greet;
+
+fn main() {}

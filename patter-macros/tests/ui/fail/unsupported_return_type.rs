@@ -1,0 +1,11 @@
+struct Report {
+    total: u32,
+}
+
+/// Builds the daily report.
+#[patter::tool]
+async fn daily_report() -> Report {
+    Report { total: 3 }
+}
+
+fn main() {}
