@@ -1,5 +1,68 @@
 //! The agents behind the example binaries, as a library so the test suite can pin their
-//! tool schemas.
+//! tool schemas, and the few lines every example binary shares.
 
 pub mod customer_service;
 pub mod product_specialist;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use patter::{Agent, Patter};
+
+/// Loads `.env`, sets up logging, reads the configuration and serves `agent` until Ctrl-C.
+///
+/// A missing or malformed variable is one message naming each, and exit code 2.
+pub async fn serve(agent: impl Agent) -> ExitCode {
+    // A missing .env file is fine: the variables may come from the environment.
+    let _ = dotenvy::dotenv();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,patter=debug".into()),
+        )
+        .init();
+    // Both checks run first, so one message names every missing variable.
+    let agent = Arc::new(agent).spec();
+    let phone = Patter::from_env();
+    let (phone, agent) = match (phone, agent) {
+        (Ok(phone), Ok(agent)) => (phone, agent),
+        (phone, agent) => {
+            if let Err(e) = &phone {
+                eprintln!("error: {e}");
+            }
+            if let Err(e) = &agent {
+                eprintln!("error: {e}");
+            }
+            let missing: Vec<_> = phone
+                .err()
+                .iter()
+                .flat_map(|e| e.missing().map(str::to_owned).collect::<Vec<_>>())
+                .collect();
+            if !missing.is_empty() {
+                eprintln!(
+                    "set {} in the environment or in a .env file (see README.md)",
+                    missing.join(", ")
+                );
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let port = phone.config().port();
+    let phone = phone.on_call_end(|summary| async move {
+        println!(
+            "call {} ended ({:?}) after {:.0?}: {} turns, {} tool calls",
+            summary.context.call_id(),
+            summary.reason,
+            summary.duration,
+            summary.transcript.len(),
+            summary.tool_calls.len()
+        );
+    });
+    match phone.serve(agent, port).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::engine::AudioFormat;
 use crate::tool::{ToolSet, ToolSetError};
 
 /// The default OpenAI Realtime model.
@@ -47,6 +48,8 @@ pub struct AgentSpec {
     pub variables: BTreeMap<String, String>,
     /// The agent's own tools (the call adds its system tools).
     pub tools: ToolSet,
+    /// The audio format between patter and the engine (μ-law pass-through by default).
+    pub audio: AudioFormat,
 }
 
 impl AgentSpec {
@@ -59,7 +62,14 @@ impl AgentSpec {
             model: DEFAULT_MODEL.to_owned(),
             variables: BTreeMap::new(),
             tools: ToolSet::default(),
+            audio: AudioFormat::Pcmu,
         }
+    }
+
+    /// Sets the audio format between patter and the engine.
+    pub fn audio_format(mut self, format: AudioFormat) -> Self {
+        self.audio = format;
+        self
     }
 
     /// Sets the words spoken when the call connects.

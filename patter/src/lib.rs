@@ -1,9 +1,25 @@
 #![doc = include_str!("../../README.md")]
 
+// The macros name `::patter::…` paths; this makes them resolve inside the crate too.
+extern crate self as patter;
+
 pub mod agent;
+pub mod call;
+pub mod config;
+pub mod engine;
+mod error;
+mod runtime;
 mod secret;
+mod server;
 pub mod tool;
+pub mod twilio;
 mod util;
+
+pub use call::{CallSetup, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
+pub use config::{Config, ConfigBuilder, Limits};
+pub use engine::AudioFormat;
+pub use error::{ConfigError, Error, Result};
+pub use runtime::Patter;
 
 pub use agent::{Agent, AgentSpec};
 pub use secret::Secret;
@@ -31,8 +47,8 @@ pub use patter_macros::webhook;
 /// The names most agents need: `use patter::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Agent, AgentSpec, CallContext, FnTool, Json, NoArgs, ToolError, ToolOutput, ToolSet,
-        WebhookTool,
+        Agent, AgentSpec, CallContext, CallSetup, CallSummary, FnTool, Json, NoArgs, Patter,
+        ToolError, ToolOutput, ToolSet, WebhookTool,
     };
 }
 
@@ -141,13 +157,16 @@ pub mod __private {
         /// A value a tool can return as JSON.
         #[diagnostic::on_unimplemented(
             message = "`{Self}` cannot be returned from a tool",
-            label = "a tool returns `String`, `ToolOutput`, a `Serialize` type, or `Result` of these",
-            note = "derive `Serialize` for `{Self}` (or mark it `#[patter::args]`), or return a `String`"
+            label = "a tool returns `String`, `ToolOutput`, a `#[patter::data]` type, or a `Result` of these",
+            note = "mark `{Self}` with `#[patter::data]` (or derive `serde::Serialize` for it), or return a `String`"
         )]
         pub trait ToolResultValue {
             /// Serialises.
             fn to_output(self) -> Result<ToolOutput, ToolError>;
         }
+        // Not recommended: an error then names this trait (and its advice) instead of
+        // listing every `Serialize` type.
+        #[diagnostic::do_not_recommend]
         impl<T: serde::Serialize> ToolResultValue for T {
             fn to_output(self) -> Result<ToolOutput, ToolError> {
                 ToolOutput::json(&self)

@@ -1,0 +1,174 @@
+//! How much of the agent's audio the caller has heard: marks sent and echoed, and the
+//! inbound clock, for barge-in truncation and for waiting until a goodbye has played.
+
+use std::collections::VecDeque;
+
+/// μ-law 8 kHz: one byte per sample, 8 bytes per millisecond.
+const MULAW_BYTES_PER_MS: u64 = 8;
+
+#[derive(Debug)]
+struct Item {
+    id: String,
+    /// The inbound clock when this item's first audio was forwarded.
+    start_ts: u64,
+    /// Audio forwarded for this item, in μ-law bytes.
+    sent_bytes: u64,
+    /// Audio Twilio confirmed played (last echoed mark), in ms.
+    confirmed_ms: u64,
+}
+
+#[derive(Debug)]
+struct PendingMark {
+    name: String,
+    /// The item's audio up to this mark, in ms.
+    end_ms: u64,
+    same_item: bool,
+}
+
+/// The playback state of one call.
+#[derive(Debug, Default)]
+pub(crate) struct Playback {
+    latest_inbound_ts: u64,
+    item: Option<Item>,
+    pending: VecDeque<PendingMark>,
+    next_mark: u64,
+}
+
+impl Playback {
+    /// Records the timestamp of an inbound media frame.
+    pub(crate) fn on_inbound(&mut self, timestamp_ms: u64) {
+        self.latest_inbound_ts = self.latest_inbound_ts.max(timestamp_ms);
+    }
+
+    /// Records `mulaw_bytes` of `item_id` forwarded to Twilio; returns the name of the mark
+    /// to send after it.
+    pub(crate) fn on_forwarded(&mut self, item_id: &str, mulaw_bytes: usize) -> String {
+        let is_new = self.item.as_ref().is_none_or(|i| i.id != item_id);
+        if is_new {
+            // Re-armed on every new item, not once per response.
+            for mark in &mut self.pending {
+                mark.same_item = false;
+            }
+            self.item = Some(Item {
+                id: item_id.to_owned(),
+                start_ts: self.latest_inbound_ts,
+                sent_bytes: 0,
+                confirmed_ms: 0,
+            });
+        }
+        let mut end_ms = 0;
+        if let Some(item) = &mut self.item {
+            item.sent_bytes += mulaw_bytes as u64;
+            end_ms = item.sent_bytes / MULAW_BYTES_PER_MS;
+        }
+        self.next_mark += 1;
+        let name = format!("p{}", self.next_mark);
+        self.pending.push_back(PendingMark {
+            name: name.clone(),
+            end_ms,
+            same_item: true,
+        });
+        name
+    }
+
+    /// Twilio echoed mark `name`: the audio before it has played. Unknown names (marks
+    /// flushed by a `clear`, or never sent) are ignored.
+    pub(crate) fn on_mark(&mut self, name: &str) {
+        let Some(index) = self.pending.iter().position(|m| m.name == name) else {
+            return;
+        };
+        // Marks come back in order; anything before this one has played too.
+        for mark in self.pending.drain(..=index) {
+            if mark.same_item
+                && let Some(item) = &mut self.item
+            {
+                item.confirmed_ms = item.confirmed_ms.max(mark.end_ms);
+            }
+        }
+    }
+
+    /// Marks sent but not yet echoed.
+    pub(crate) fn pending_marks(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The caller started speaking: where to truncate the item being played, if any of it
+    /// is still unplayed. Resets the state either way.
+    ///
+    /// The position is the time since the item's first audio went out on the inbound clock,
+    /// raised to what echoed marks confirmed, and clamped to the audio actually sent.
+    pub(crate) fn barge_in(&mut self) -> Option<(String, u64)> {
+        let item = self.item.take();
+        let unplayed = !self.pending.is_empty();
+        self.pending.clear();
+        let item = item?;
+        if !unplayed {
+            return None;
+        }
+        let sent_ms = item.sent_bytes / MULAW_BYTES_PER_MS;
+        let elapsed = self.latest_inbound_ts.saturating_sub(item.start_ts);
+        Some((item.id, elapsed.max(item.confirmed_ms).min(sent_ms)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_uses_the_inbound_clock_clamped_to_audio_sent() {
+        let mut p = Playback::default();
+        p.on_inbound(1000);
+        p.on_forwarded("item_a", 800); // 100 ms
+        p.on_forwarded("item_a", 800); // 200 ms
+        p.on_inbound(1150);
+        assert_eq!(p.barge_in(), Some(("item_a".into(), 150)));
+        // Nothing left to truncate afterwards.
+        assert_eq!(p.barge_in(), None);
+    }
+
+    #[test]
+    fn elapsed_time_beyond_the_audio_sent_is_clamped() {
+        let mut p = Playback::default();
+        p.on_inbound(0);
+        p.on_forwarded("item_a", 400); // 50 ms
+        p.on_inbound(5000);
+        assert_eq!(p.barge_in(), Some(("item_a".into(), 50)));
+    }
+
+    #[test]
+    fn echoed_marks_raise_the_position_and_fully_played_audio_is_not_truncated() {
+        let mut p = Playback::default();
+        let first = p.on_forwarded("item_a", 1600); // 200 ms, no inbound clock yet
+        let second = p.on_forwarded("item_a", 1600); // 400 ms
+        p.on_mark(&first);
+        assert_eq!(p.pending_marks(), 1);
+        let mut q = Playback::default();
+        let only = q.on_forwarded("item_b", 800);
+        q.on_mark(&only);
+        assert_eq!(q.barge_in(), None, "everything played");
+        assert_eq!(p.barge_in(), Some(("item_a".into(), 200)));
+        let _ = second;
+    }
+
+    #[test]
+    fn a_new_item_rearms_the_start_time() {
+        let mut p = Playback::default();
+        p.on_inbound(100);
+        p.on_forwarded("item_a", 8000);
+        p.on_inbound(900);
+        p.on_forwarded("item_b", 8000); // starts at 900
+        p.on_inbound(1000);
+        assert_eq!(p.barge_in(), Some(("item_b".into(), 100)));
+    }
+
+    #[test]
+    fn unknown_and_flushed_marks_are_ignored() {
+        let mut p = Playback::default();
+        p.on_mark("never-sent");
+        let name = p.on_forwarded("item_a", 80);
+        assert_eq!(p.barge_in().map(|(id, _)| id), Some("item_a".into()));
+        p.on_mark(&name); // echoed by the clear: ignored
+        assert_eq!(p.pending_marks(), 0);
+    }
+}

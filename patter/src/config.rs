@@ -1,0 +1,456 @@
+//! Configuration: credentials, the public URL Twilio reaches, endpoints and limits.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::secret::Secret;
+
+/// Default OpenAI Realtime endpoint.
+pub const DEFAULT_OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
+/// Default Twilio REST base URL.
+pub const DEFAULT_TWILIO_API_URL: &str = "https://api.twilio.com";
+/// Default HTTP port.
+pub const DEFAULT_PORT: u16 = 8000;
+
+/// Limits that keep one call, or one caller, from taking the server down. All have safe
+/// defaults; see the README's "Security" section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest HTTP request body accepted (default 64 KiB; Twilio's webhooks are ~2 KiB).
+    pub max_http_body_bytes: usize,
+    /// Largest WebSocket message accepted from Twilio or the engine (default 1 MiB).
+    pub max_ws_message_bytes: usize,
+    /// Calls served at once; beyond it new calls hear a busy message (default 100).
+    pub max_concurrent_calls: usize,
+    /// Longest call; then the agent hangs up (default 1 hour).
+    pub max_call_duration: Duration,
+    /// How long the engine may take to accept the WebSocket (default 10 s).
+    pub engine_handshake_timeout: Duration,
+    /// Largest tool result handed to the model; longer ones are cut, with a note
+    /// (default 16 KiB).
+    pub max_tool_result_bytes: usize,
+    /// How long `end_call` waits for the goodbye to finish playing (default 10 s).
+    pub goodbye_wait: Duration,
+    /// On shutdown, how long calls in progress may go on before they are ended (default 30 s).
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_http_body_bytes: 64 * 1024,
+            max_ws_message_bytes: 1024 * 1024,
+            max_concurrent_calls: 100,
+            max_call_duration: Duration::from_secs(3600),
+            engine_handshake_timeout: Duration::from_secs(10),
+            max_tool_result_bytes: 16 * 1024,
+            goodbye_wait: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The public base URL Twilio reaches the server at, e.g. `https://agent.example.com`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `https` or `http`.
+    scheme: String,
+    /// Host, with the port if one was given.
+    authority: String,
+    /// Path prefix without a trailing `/` (empty for the root).
+    prefix: String,
+}
+
+impl PublicUrl {
+    /// Parses `https://host[:port][/prefix]`; a bare host means https.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let with_scheme = if text.contains("://") {
+            text.to_owned()
+        } else {
+            format!("https://{text}")
+        };
+        let url = url::Url::parse(&with_scheme).map_err(|e| format!("is not a URL ({e})"))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err("must be an https:// URL".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("must not have a query string".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain credentials".into());
+        }
+        let Some(host) = url.host_str() else {
+            return Err("has no host".into());
+        };
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        Ok(PublicUrl {
+            scheme: url.scheme().to_owned(),
+            authority,
+            prefix: url.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The `https://` URL of `path` (which starts with `/`).
+    pub fn http(&self, path: &str) -> String {
+        format!(
+            "{}://{}{}{}",
+            self.scheme, self.authority, self.prefix, path
+        )
+    }
+
+    /// The `wss://` URL of `path` (`ws://` when the public URL is plain http).
+    pub fn ws(&self, path: &str) -> String {
+        let scheme = if self.scheme == "http" { "ws" } else { "wss" };
+        format!("{scheme}://{}{}{}", self.authority, self.prefix, path)
+    }
+}
+
+impl fmt::Display for PublicUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.prefix)
+    }
+}
+
+/// Everything patter needs to reach Twilio and the engine.
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) twilio_account_sid: String,
+    pub(crate) twilio_auth_token: Secret,
+    pub(crate) openai_api_key: Secret,
+    pub(crate) phone_number: String,
+    pub(crate) public_url: PublicUrl,
+    pub(crate) port: u16,
+    pub(crate) bind: IpAddr,
+    pub(crate) openai_realtime_url: String,
+    pub(crate) twilio_api_url: String,
+    pub(crate) stream_secret: Secret,
+    pub(crate) system_tools: bool,
+    pub(crate) limits: Limits,
+}
+
+impl Config {
+    /// The Twilio account SID.
+    pub fn twilio_account_sid(&self) -> &str {
+        &self.twilio_account_sid
+    }
+
+    /// The agent's phone number.
+    pub fn phone_number(&self) -> &str {
+        &self.phone_number
+    }
+
+    /// The public base URL.
+    pub fn public_url(&self) -> &PublicUrl {
+        &self.public_url
+    }
+
+    /// The HTTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The address the server binds.
+    pub fn bind_address(&self) -> IpAddr {
+        self.bind
+    }
+
+    /// The OpenAI Realtime endpoint.
+    pub fn openai_realtime_url(&self) -> &str {
+        &self.openai_realtime_url
+    }
+
+    /// The Twilio REST base URL.
+    pub fn twilio_api_url(&self) -> &str {
+        &self.twilio_api_url
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("twilio_account_sid", &self.twilio_account_sid)
+            .field("twilio_auth_token", &self.twilio_auth_token)
+            .field("openai_api_key", &self.openai_api_key)
+            .field("phone_number", &self.phone_number)
+            .field("public_url", &self.public_url.to_string())
+            .field("port", &self.port)
+            .field("bind", &self.bind)
+            .field(
+                "openai_realtime_url",
+                &crate::util::redact_url(&self.openai_realtime_url),
+            )
+            .field(
+                "twilio_api_url",
+                &crate::util::redact_url(&self.twilio_api_url),
+            )
+            .field("stream_secret", &self.stream_secret)
+            .field("system_tools", &self.system_tools)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// Builds a [`Config`] by hand; [`crate::Patter::builder`] starts one.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigBuilder {
+    values: Vec<(&'static str, String)>,
+    limits: Limits,
+    system_tools: Option<bool>,
+}
+
+/// The settings, by environment variable name.
+pub(crate) const TWILIO_ACCOUNT_SID: &str = "TWILIO_ACCOUNT_SID";
+pub(crate) const TWILIO_AUTH_TOKEN: &str = "TWILIO_AUTH_TOKEN";
+pub(crate) const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+pub(crate) const PHONE_NUMBER: &str = "PHONE_NUMBER";
+pub(crate) const WEBHOOK_URL: &str = "WEBHOOK_URL";
+pub(crate) const PORT: &str = "PORT";
+pub(crate) const BIND_ADDRESS: &str = "BIND_ADDRESS";
+pub(crate) const OPENAI_REALTIME_URL: &str = "OPENAI_REALTIME_URL";
+pub(crate) const TWILIO_API_URL: &str = "TWILIO_API_URL";
+pub(crate) const STREAM_SECRET: &str = "PATTER_STREAM_SECRET";
+
+const ALL: &[&str] = &[
+    TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN,
+    OPENAI_API_KEY,
+    PHONE_NUMBER,
+    WEBHOOK_URL,
+    PORT,
+    BIND_ADDRESS,
+    OPENAI_REALTIME_URL,
+    TWILIO_API_URL,
+    STREAM_SECRET,
+];
+
+impl ConfigBuilder {
+    fn set(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.values.retain(|(k, _)| *k != key);
+        self.values.push((key, value.into()));
+        self
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Reads every setting from the environment (variables that are unset stay unset).
+    pub fn from_env() -> Self {
+        ALL.iter().fold(ConfigBuilder::default(), |b, &key| {
+            match std::env::var(key) {
+                Ok(value) => b.set(key, value),
+                Err(_) => b,
+            }
+        })
+    }
+
+    /// Twilio account SID (`AC…`).
+    pub fn twilio_account_sid(self, sid: impl Into<String>) -> Self {
+        self.set(TWILIO_ACCOUNT_SID, sid)
+    }
+
+    /// Twilio auth token; also the key Twilio signs its webhooks with.
+    pub fn twilio_auth_token(self, token: impl Into<String>) -> Self {
+        self.set(TWILIO_AUTH_TOKEN, token)
+    }
+
+    /// OpenAI API key.
+    pub fn openai_api_key(self, key: impl Into<String>) -> Self {
+        self.set(OPENAI_API_KEY, key)
+    }
+
+    /// The agent's phone number, E.164.
+    pub fn phone_number(self, number: impl Into<String>) -> Self {
+        self.set(PHONE_NUMBER, number)
+    }
+
+    /// The public base URL Twilio reaches (a bare host means https).
+    pub fn webhook_url(self, url: impl Into<String>) -> Self {
+        self.set(WEBHOOK_URL, url)
+    }
+
+    /// The HTTP port (default 8000).
+    pub fn port(self, port: u16) -> Self {
+        self.set(PORT, port.to_string())
+    }
+
+    /// The address to bind (default `0.0.0.0`).
+    pub fn bind_address(self, address: IpAddr) -> Self {
+        self.set(BIND_ADDRESS, address.to_string())
+    }
+
+    /// The OpenAI Realtime endpoint (a proxy, Azure, or a local test peer).
+    pub fn openai_realtime_url(self, url: impl Into<String>) -> Self {
+        self.set(OPENAI_REALTIME_URL, url)
+    }
+
+    /// The Twilio REST base URL.
+    pub fn twilio_api_url(self, url: impl Into<String>) -> Self {
+        self.set(TWILIO_API_URL, url)
+    }
+
+    /// The secret per-call stream tokens are signed with; instances behind one load
+    /// balancer share it. Defaults to one derived from the auth token.
+    pub fn stream_secret(self, secret: impl Into<String>) -> Self {
+        self.set(STREAM_SECRET, secret)
+    }
+
+    /// Whether every agent gets the `end_call` and `transfer_call` tools (default true).
+    pub fn system_tools(mut self, enabled: bool) -> Self {
+        self.system_tools = Some(enabled);
+        self
+    }
+
+    /// Replaces the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Checks every setting and reports every problem at once.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let mut problems = ConfigError::new();
+        let mut required = |key: &str| -> String {
+            match self.get(key).map(str::trim) {
+                Some(v) if !v.is_empty() => v.to_owned(),
+                _ => {
+                    problems.push(key, "is not set");
+                    String::new()
+                }
+            }
+        };
+        let sid = required(TWILIO_ACCOUNT_SID);
+        let token = required(TWILIO_AUTH_TOKEN);
+        let api_key = required(OPENAI_API_KEY);
+        let phone = required(PHONE_NUMBER);
+        let webhook = required(WEBHOOK_URL);
+
+        let sid_ok = sid.len() == 34
+            && sid.starts_with("AC")
+            && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !sid.is_empty() && !sid_ok {
+            problems.push(TWILIO_ACCOUNT_SID, "must be AC followed by 32 hex digits");
+        }
+        if !phone.is_empty() && !is_e164(&phone) {
+            problems.push(PHONE_NUMBER, "must be an E.164 number like +15550100");
+        }
+        let public_url = if webhook.is_empty() {
+            None
+        } else {
+            match PublicUrl::parse(&webhook) {
+                Ok(url) => Some(url),
+                Err(problem) => {
+                    problems.push(WEBHOOK_URL, problem);
+                    None
+                }
+            }
+        };
+        let port = match self.get(PORT).map(str::trim) {
+            None | Some("") => DEFAULT_PORT,
+            Some(text) => text.parse::<u16>().unwrap_or_else(|_| {
+                problems.push(PORT, "must be a port number (1-65535)");
+                DEFAULT_PORT
+            }),
+        };
+        let bind = match self.get(BIND_ADDRESS).map(str::trim) {
+            None | Some("") => IpAddr::from([0, 0, 0, 0]),
+            Some(text) => text.parse().unwrap_or_else(|_| {
+                problems.push(
+                    BIND_ADDRESS,
+                    "must be an IP address like 0.0.0.0 or 127.0.0.1",
+                );
+                IpAddr::from([0, 0, 0, 0])
+            }),
+        };
+        let realtime = endpoint(
+            self.get(OPENAI_REALTIME_URL),
+            DEFAULT_OPENAI_REALTIME_URL,
+            &["wss", "ws"],
+            OPENAI_REALTIME_URL,
+            &mut problems,
+        );
+        let twilio_api = endpoint(
+            self.get(TWILIO_API_URL),
+            DEFAULT_TWILIO_API_URL,
+            &["https", "http"],
+            TWILIO_API_URL,
+            &mut problems,
+        );
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let stream_secret = match self.get(STREAM_SECRET) {
+            Some(secret) if !secret.is_empty() => Secret::new(secret),
+            // Derived, so every instance with the same auth token agrees without more setup.
+            _ => Secret::new(crate::util::hmac_sha256_hex(
+                token.as_bytes(),
+                b"patter stream token key v1",
+            )),
+        };
+        let public_url = public_url.ok_or_else(ConfigError::new)?;
+        Ok(Config {
+            twilio_account_sid: sid,
+            twilio_auth_token: Secret::new(token),
+            openai_api_key: Secret::new(api_key),
+            phone_number: phone,
+            public_url,
+            port,
+            bind,
+            openai_realtime_url: realtime.trim_end_matches('/').to_owned(),
+            twilio_api_url: twilio_api.trim_end_matches('/').to_owned(),
+            stream_secret,
+            system_tools: self.system_tools.unwrap_or(true),
+            limits: self.limits,
+        })
+    }
+}
+
+fn endpoint(
+    value: Option<&str>,
+    default: &str,
+    schemes: &[&str],
+    key: &str,
+    problems: &mut ConfigError,
+) -> String {
+    let value = value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(default);
+    match url::Url::parse(value) {
+        Ok(url) if schemes.contains(&url.scheme()) && url.host_str().is_some() => value.to_owned(),
+        _ => {
+            problems.push(
+                key,
+                format!(
+                    "must be a {}:// URL",
+                    schemes.first().copied().unwrap_or("https")
+                ),
+            );
+            String::new()
+        }
+    }
+}
+
+/// Whether `number` is E.164: `+` then 8 to 15 digits, not starting with 0.
+pub fn is_e164(number: &str) -> bool {
+    number.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+    })
+}

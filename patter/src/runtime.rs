@@ -1,0 +1,134 @@
+//! [`Patter`]: configuration plus lifecycle hooks, and the way to serve an agent.
+
+use std::fmt;
+use std::future::Future;
+
+use crate::agent::Agent;
+use crate::call::{CallSetup, CallSummary, Hooks, TranscriptEntry};
+use crate::config::{Config, ConfigBuilder};
+use crate::error::{ConfigError, Result};
+use crate::server;
+use crate::tool::CallContext;
+
+/// A phone line for an agent: credentials, the public URL, endpoints, limits and hooks.
+///
+/// ```no_run
+/// use patter::Patter;
+///
+/// #[patter::agent(system_prompt = "You are a friendly receptionist.")]
+/// struct Receptionist;
+///
+/// #[tokio::main]
+/// async fn main() -> patter::Result<()> {
+///     let phone = Patter::from_env()?;
+///     let port = phone.config().port();
+///     phone.serve(Receptionist, port).await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Patter {
+    config: Config,
+    hooks: Hooks,
+}
+
+impl Patter {
+    /// Configured from the environment: `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`,
+    /// `OPENAI_API_KEY`, `PHONE_NUMBER`, `WEBHOOK_URL`, and optionally `PORT`, `BIND_ADDRESS`,
+    /// `OPENAI_REALTIME_URL`, `TWILIO_API_URL`, `PATTER_STREAM_SECRET`. The error names every
+    /// missing or malformed variable.
+    pub fn from_env() -> Result<Patter, ConfigError> {
+        ConfigBuilder::from_env().build().map(Patter::new)
+    }
+
+    /// Starts an explicit configuration; finish it with [`ConfigBuilder::build`] and
+    /// [`Patter::new`].
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// A line with this configuration and no hooks.
+    pub fn new(config: Config) -> Self {
+        Patter {
+            config,
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs when a call's stream starts, before the engine is configured; what it returns
+    /// may change the prompt, the first message, prompt variables and tools for this call.
+    pub fn on_call_start<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = CallSetup> + Send + 'static,
+    {
+        self.hooks.set_on_call_start(hook);
+        self
+    }
+
+    /// Runs for every finished turn, the caller's and the agent's. It runs on the call's own
+    /// task: keep it quick (send to a channel for slow work).
+    pub fn on_transcript<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, &TranscriptEntry) + Send + Sync + 'static,
+    {
+        self.hooks.set_on_transcript(hook);
+        self
+    }
+
+    /// Runs once when a call ends, however it ends, with the reason, duration, transcript
+    /// and tool calls.
+    pub fn on_call_end<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(CallSummary) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.set_on_call_end(hook);
+        self
+    }
+
+    /// The axum router for `agent`, to mount in an application of your own.
+    pub fn router(&self, agent: impl Agent) -> Result<axum::Router> {
+        let spec = server::agent_spec(agent)?;
+        Ok(server::router(server::build_app(
+            self.config.clone(),
+            self.hooks.clone(),
+            spec,
+        )))
+    }
+
+    /// Serves `agent` on `port` (at the configured bind address) until Ctrl-C or SIGTERM,
+    /// then drains and returns.
+    pub async fn serve(&self, agent: impl Agent, port: u16) -> Result<()> {
+        let listener =
+            tokio::net::TcpListener::bind(server::bind_address(&self.config, port)).await?;
+        self.serve_on(listener, agent, server::termination_signal())
+            .await
+    }
+
+    /// Serves `agent` on `listener` until `shutdown` resolves, then drains: new calls hear
+    /// a busy message, calls in progress may finish until the drain deadline, the rest end
+    /// cleanly.
+    pub async fn serve_on(
+        &self,
+        listener: tokio::net::TcpListener,
+        agent: impl Agent,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let spec = server::agent_spec(agent)?;
+        let app = server::build_app(self.config.clone(), self.hooks.clone(), spec);
+        server::serve_app(app, listener, shutdown).await
+    }
+}
+
+impl fmt::Debug for Patter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Patter")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

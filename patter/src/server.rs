@@ -1,0 +1,382 @@
+//! The HTTP side: the axum router Twilio talks to, `serve`, and graceful drain.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /twilio/voice` | Twilio's voice webhook: answers TwiML that connects the call's audio stream |
+//! | `GET /twilio/stream` | the Media Streams WebSocket |
+//! | `POST /twilio/status` | call status callbacks |
+//! | `GET /health` | liveness, with the number of calls in progress |
+//!
+//! Every Twilio route checks `X-Twilio-Signature` first and answers 403 without it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::agent::{Agent, AgentSpec};
+use crate::call::Hooks;
+use crate::config::Config;
+use crate::error::Result;
+use crate::twilio::rest::TwilioRest;
+use crate::twilio::{signature, stream_token, twiml};
+
+/// The `<Parameter>` carrying the per-call stream token.
+pub(crate) const TOKEN_PARAMETER: &str = "call_token";
+/// How long a stream token stays valid after the voice webhook.
+const TOKEN_LIFETIME_SECS: u64 = 600;
+/// What callers hear when the server cannot take their call.
+const BUSY_MESSAGE: &str = "Sorry, all our agents are busy right now. Please call again later.";
+
+/// Counts calls in progress and enforces the limit.
+#[derive(Debug)]
+pub(crate) struct CallSlots {
+    active: AtomicUsize,
+    max: usize,
+    changed: Notify,
+}
+
+/// A call in progress; dropping it frees the slot.
+pub(crate) struct Slot<'a>(&'a CallSlots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+impl CallSlots {
+    fn new(max: usize) -> Self {
+        CallSlots {
+            active: AtomicUsize::new(0),
+            max,
+            changed: Notify::new(),
+        }
+    }
+
+    /// Takes a slot, or `None` at the limit.
+    pub(crate) fn enter(&self) -> Option<Slot<'_>> {
+        self.active
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self))
+    }
+
+    pub(crate) fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    fn is_full(&self) -> bool {
+        self.active() >= self.max
+    }
+
+    /// Waits until no call is in progress.
+    async fn idle(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.active() == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// What every request and call of one server shares.
+pub(crate) struct App {
+    pub(crate) config: Config,
+    pub(crate) agent: AgentSpec,
+    pub(crate) hooks: Hooks,
+    pub(crate) calls: CallSlots,
+    /// Set once the server drains: new calls are turned away.
+    draining: AtomicBool,
+    /// Set when calls still running must end now.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl App {
+    pub(crate) fn rest(&self) -> TwilioRest {
+        TwilioRest::new(
+            &self.config.twilio_api_url,
+            &self.config.twilio_account_sid,
+            self.config.twilio_auth_token.clone(),
+        )
+    }
+}
+
+/// A running patter server's handle on its calls, for draining.
+pub(crate) fn build_app(config: Config, hooks: Hooks, agent: AgentSpec) -> Arc<App> {
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    Arc::new(App {
+        calls: CallSlots::new(config.limits.max_concurrent_calls),
+        config,
+        agent,
+        hooks,
+        draining: AtomicBool::new(false),
+        shutdown,
+        shutdown_tx,
+    })
+}
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let body_limit = app.config.limits.max_http_body_bytes;
+    Router::new()
+        .route("/twilio/voice", post(voice))
+        .route("/twilio/stream", get(stream))
+        .route("/twilio/status", post(status))
+        .route("/health", get(health))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(app)
+}
+
+/// The URL Twilio signed: the configured public URL, this path, and the query as received.
+fn signed_url(app: &App, uri: &Uri, websocket: bool) -> String {
+    let path = uri.path();
+    let base = if websocket {
+        app.config.public_url.ws(path)
+    } else {
+        app.config.public_url.http(path)
+    };
+    match uri.query() {
+        Some(query) => format!("{base}?{query}"),
+        None => base,
+    }
+}
+
+/// The request is not signed by Twilio: answered with 403.
+struct Forbidden;
+
+impl IntoResponse for Forbidden {
+    fn into_response(self) -> Response {
+        (StatusCode::FORBIDDEN, "invalid Twilio signature").into_response()
+    }
+}
+
+/// Checks X-Twilio-Signature of a POST and returns its form parameters.
+fn verify_post(
+    app: &App,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, Forbidden> {
+    let forbidden = || Forbidden;
+    let Some(given) = headers.get(signature::HEADER).and_then(|v| v.to_str().ok()) else {
+        warn!(
+            path = uri.path(),
+            "request without X-Twilio-Signature refused"
+        );
+        return Err(forbidden());
+    };
+    let url = signed_url(app, uri, false);
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let params: Vec<(String, String)> = if is_json {
+        Vec::new()
+    } else {
+        url::form_urlencoded::parse(body).into_owned().collect()
+    };
+    let token = app.config.twilio_auth_token.expose();
+    if !signature::validate(token, &url, &params, Some(body), given) {
+        warn!(
+            path = uri.path(),
+            "request with a bad X-Twilio-Signature refused"
+        );
+        return Err(forbidden());
+    }
+    Ok(params)
+}
+
+fn xml(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+async fn voice(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match verify_post(&app, &uri, &headers, &body) {
+        Ok(params) => params,
+        Err(forbidden) => return forbidden.into_response(),
+    };
+    let call_sid = param(&params, "CallSid");
+    if call_sid.is_empty() {
+        return (StatusCode::BAD_REQUEST, "missing CallSid").into_response();
+    }
+    if app.draining.load(Ordering::SeqCst) || app.calls.is_full() {
+        info!(
+            call_sid,
+            "call turned away: server draining or at its call limit"
+        );
+        return xml(twiml::busy(BUSY_MESSAGE));
+    }
+    let token = stream_token::issue(
+        app.config.stream_secret.expose().as_bytes(),
+        call_sid,
+        crate::util::unix_now() + TOKEN_LIFETIME_SECS,
+    );
+    let stream_url = app.config.public_url.ws("/twilio/stream");
+    info!(call_sid, "voice webhook: connecting the stream");
+    xml(twiml::connect_stream(
+        &stream_url,
+        &[
+            ("caller", param(&params, "From")),
+            ("callee", param(&params, "To")),
+            ("direction", param(&params, "Direction")),
+            (TOKEN_PARAMETER, &token),
+        ],
+    ))
+}
+
+async fn stream(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let url = signed_url(&app, &uri, true);
+    let given = headers
+        .get(signature::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !signature::validate(
+        app.config.twilio_auth_token.expose(),
+        &url,
+        &[],
+        None,
+        given,
+    ) {
+        warn!("stream upgrade with a missing or bad X-Twilio-Signature refused");
+        return Forbidden.into_response();
+    }
+    let max = app.config.limits.max_ws_message_bytes;
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| crate::call::session::serve_stream(app, socket))
+}
+
+async fn status(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match verify_post(&app, &uri, &headers, &body) {
+        Ok(params) => params,
+        Err(forbidden) => return forbidden.into_response(),
+    };
+    info!(
+        call_sid = param(&params, "CallSid"),
+        status = param(&params, "CallStatus"),
+        "call status"
+    );
+    xml(twiml::empty())
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    axum::Json(serde_json::json!({
+        "status": if app.draining.load(Ordering::SeqCst) { "draining" } else { "ok" },
+        "calls": app.calls.active(),
+    }))
+    .into_response()
+}
+
+/// Serves until `shutdown` resolves, then drains: new calls are turned away, calls in
+/// progress may finish until the drain deadline, and the rest end cleanly.
+pub(crate) async fn serve_app(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener.local_addr()?;
+    info!(%addr, public_url = %app.config.public_url, "serving");
+    let (stop_http_tx, stop_http) = watch::channel(false);
+    let server =
+        axum::serve(listener, router(Arc::clone(&app))).with_graceful_shutdown(async move {
+            let mut stop_http = stop_http;
+            let _ = stop_http.wait_for(|&s| s).await;
+        });
+    let drainer = {
+        let app = Arc::clone(&app);
+        async move {
+            shutdown.await;
+            app.draining.store(true, Ordering::SeqCst);
+            let deadline = app.config.limits.drain_timeout;
+            info!(
+                calls = app.calls.active(),
+                deadline_ms = deadline.as_millis() as u64,
+                "draining"
+            );
+            if tokio::time::timeout(deadline, app.calls.idle())
+                .await
+                .is_err()
+            {
+                info!(
+                    calls = app.calls.active(),
+                    "drain deadline reached; ending the remaining calls"
+                );
+                let _ = app.shutdown_tx.send(true);
+                // Each call hangs up and runs on_call_end; bounded in case a hook hangs.
+                let _ = tokio::time::timeout(Duration::from_secs(15), app.calls.idle()).await;
+            }
+            let _ = stop_http_tx.send(true);
+        }
+    };
+    let drain_task = tokio::spawn(drainer);
+    server.await?;
+    let _ = drain_task.await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn termination_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Checks an agent and makes its spec.
+pub(crate) fn agent_spec(agent: impl Agent) -> Result<AgentSpec> {
+    Ok(Arc::new(agent).spec()?)
+}
+
+/// The address `serve` binds.
+pub(crate) fn bind_address(config: &Config, port: u16) -> SocketAddr {
+    SocketAddr::new(config.bind, port)
+}

@@ -1,0 +1,57 @@
+//! TwiML answers. Every value that reaches the XML is escaped here, in one place.
+
+/// Escapes text for an XML attribute or element. Control characters other than tab,
+/// newline and carriage return cannot appear in XML at all, so they are dropped.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const HEADER: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+
+/// `<Connect><Stream url="…">` with one `<Parameter>` per pair: the bidirectional stream.
+pub fn connect_stream(stream_url: &str, parameters: &[(&str, &str)]) -> String {
+    let mut xml = format!(
+        "{HEADER}<Response><Connect><Stream url=\"{}\">",
+        escape(stream_url)
+    );
+    for (name, value) in parameters {
+        xml.push_str(&format!(
+            "<Parameter name=\"{}\" value=\"{}\"/>",
+            escape(name),
+            escape(value)
+        ));
+    }
+    xml.push_str("</Stream></Connect></Response>");
+    xml
+}
+
+/// Turns a call away politely: a short message, then hang up.
+pub fn busy(message: &str) -> String {
+    format!(
+        "{HEADER}<Response><Say>{}</Say><Hangup/></Response>",
+        escape(message)
+    )
+}
+
+/// An empty answer (for status callbacks).
+pub fn empty() -> String {
+    format!("{HEADER}<Response/>")
+}
+
+/// `<Response><Dial>number</Dial></Response>`, for a transfer.
+pub fn dial(number: &str) -> String {
+    format!("<Response><Dial>{}</Dial></Response>", escape(number))
+}
