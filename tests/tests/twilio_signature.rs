@@ -52,7 +52,8 @@ fn every_vector_gives_the_expected_verdict() {
 #[test]
 fn the_signed_string_matches_the_vectors() {
     for v in vectors() {
-        let (Some(url), Some(expected)) = (v["signed_string_url"].as_str(), v["expect_valid"].as_bool())
+        let (Some(url), Some(expected)) =
+            (v["signed_string_url"].as_str(), v["expect_valid"].as_bool())
         else {
             continue;
         };
@@ -72,11 +73,35 @@ fn the_signed_string_matches_the_vectors() {
 #[test]
 fn garbage_signatures_are_refused_without_panicking() {
     let p = vec![("CallSid".to_owned(), "CA1".to_owned())];
-    for sig in ["", "not base64!!", "====", "RSOYDt4T1cUTdK1PDd93/VVr8B8", "\u{0}\u{1}"] {
-        assert!(!signature::validate("12345", "https://x.example/a", &p, None, sig));
+    for sig in [
+        "",
+        "not base64!!",
+        "====",
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8",
+        "\u{0}\u{1}",
+    ] {
+        assert!(!signature::validate(
+            "12345",
+            "https://x.example/a",
+            &p,
+            None,
+            sig
+        ));
     }
-    for url in ["", "no-scheme", "https://", "https://[::1]:8443/x?bodySHA256=zz", "wss://h:99999/x"] {
-        assert!(!signature::validate("12345", url, &p, Some(b"{}"), "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+    for url in [
+        "",
+        "no-scheme",
+        "https://",
+        "https://[::1]:8443/x?bodySHA256=zz",
+        "wss://h:99999/x",
+    ] {
+        assert!(!signature::validate(
+            "12345",
+            url,
+            &p,
+            Some(b"{}"),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
     }
 }
 
@@ -85,8 +110,20 @@ fn websocket_upgrades_are_signed_over_the_wss_url() {
     let url = "wss://agent.example.com/twilio/stream";
     let sig = signature::sign("token", url);
     assert!(signature::validate("token", url, &[], None, &sig));
-    assert!(signature::validate("token", "wss://agent.example.com:443/twilio/stream", &[], None, &sig));
-    assert!(!signature::validate("token", "https://agent.example.com/twilio/stream", &[], None, &sig));
+    assert!(signature::validate(
+        "token",
+        "wss://agent.example.com:443/twilio/stream",
+        &[],
+        None,
+        &sig
+    ));
+    assert!(!signature::validate(
+        "token",
+        "https://agent.example.com/twilio/stream",
+        &[],
+        None,
+        &sig
+    ));
 }
 
 #[test]
@@ -113,7 +150,15 @@ fn stream_tokens_bind_the_call_and_expire() {
         stream_token::verify(secret, "CA123", &forged, 999),
         Err(stream_token::TokenError::Mismatch)
     );
-    for junk in ["", ".", "abc", "1000.", "1000.zz", "-1.00", "99999999999999999999999.00"] {
+    for junk in [
+        "",
+        ".",
+        "abc",
+        "1000.",
+        "1000.zz",
+        "-1.00",
+        "99999999999999999999999.00",
+    ] {
         assert_eq!(
             stream_token::verify(secret, "CA123", junk, 0),
             Err(stream_token::TokenError::Malformed),
