@@ -30,6 +30,12 @@ use crate::twilio::stream_token;
 
 /// How long a new stream may take to send `start`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the agent is asked to say when the call reaches its time limit.
+const TIME_LIMIT_GOODBYE: &str = "The call has reached its time limit. In one short sentence, \
+    apologise that you have to end the call now and say goodbye.";
+/// What the agent is asked to say when the server shuts down mid-call.
+const SHUTDOWN_GOODBYE: &str = "The service is restarting. In one short sentence, apologise \
+    that you have to end the call now, ask the caller to call back, and say goodbye.";
 /// The longest caller-supplied value put into a prompt.
 const MAX_PROMPT_VALUE_CHARS: usize = 256;
 
@@ -178,6 +184,17 @@ struct CallSession {
     upsampler: Upsampler,
     downsampler: Downsampler,
     malformed_frames: u64,
+    /// Set when patter itself ends the call (time limit, shutdown): the agent says goodbye,
+    /// then the call is hung up.
+    closing: Option<Closing>,
+}
+
+/// A call patter is ending on its own initiative.
+#[derive(Debug)]
+struct Closing {
+    reason: EndReason,
+    /// The goodbye response has started.
+    spoke: bool,
 }
 
 /// How the loop ended, and whether the Twilio call must still be hung up over REST.
@@ -293,6 +310,7 @@ impl CallSession {
             upsampler: Upsampler::default(),
             downsampler: Downsampler::default(),
             malformed_frames: 0,
+            closing: None,
         };
         session.run(stream, engine_stream).await;
     }
@@ -301,6 +319,9 @@ impl CallSession {
         let max_duration = tokio::time::sleep(self.app.config.limits.max_call_duration);
         tokio::pin!(max_duration);
         let mut shutdown = self.app.shutdown.clone();
+        // Armed when closing starts: the goodbye gets this long, then the line is cut.
+        let closing_deadline = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(closing_deadline);
         let ending = loop {
             let step = tokio::select! {
                 frame = twilio_rx.next() => self.on_twilio(frame).await,
@@ -314,17 +335,31 @@ impl CallSession {
                         None
                     }
                 },
-                () = &mut max_duration => {
-                    info!("maximum call duration reached; hanging up");
-                    Some(Ending::hanging_up(EndReason::MaxDuration))
+                () = &mut max_duration, if self.closing.is_none() => {
+                    info!("maximum call duration reached; saying goodbye");
+                    closing_deadline.as_mut().reset(tokio::time::Instant::now() + self.app.config.limits.goodbye_wait);
+                    self.begin_closing(EndReason::MaxDuration, TIME_LIMIT_GOODBYE).await
                 }
-                () = async { let _ = shutdown.wait_for(|&s| s).await; } => {
-                    info!("server shutting down; ending the call");
-                    Some(Ending::hanging_up(EndReason::Shutdown))
+                () = async { let _ = shutdown.wait_for(|&s| s).await; }, if self.closing.is_none() => {
+                    info!("server shutting down; saying goodbye");
+                    closing_deadline.as_mut().reset(tokio::time::Instant::now() + self.app.config.limits.goodbye_wait);
+                    self.begin_closing(EndReason::Shutdown, SHUTDOWN_GOODBYE).await
+                }
+                () = &mut closing_deadline, if self.closing.is_some() => {
+                    warn!("goodbye not finished in time; hanging up");
+                    self.closing.take().map(|c| Ending::hanging_up(c.reason))
                 }
             };
             if let Some(ending) = step {
                 break ending;
+            }
+            if let Some(closing) = &self.closing
+                && closing.spoke
+                && self.active_responses.is_empty()
+                && self.playback.pending_marks() == 0
+            {
+                let reason = closing.reason.clone();
+                break Ending::hanging_up(reason);
             }
         };
         // Ending exactly once: tools stop, both sockets close, the call is hung up if needed.
@@ -506,6 +541,9 @@ impl CallSession {
                 None
             }
             EngineEvent::ResponseStarted { response_id } => {
+                if let Some(closing) = &mut self.closing {
+                    closing.spoke = true;
+                }
                 self.active_responses.insert(response_id);
                 self.publish_speaking();
                 None
@@ -779,6 +817,16 @@ impl CallSession {
             }
             .instrument(span),
         );
+    }
+
+    /// Asks the agent to say goodbye; the loop hangs up once it has played.
+    async fn begin_closing(&mut self, reason: EndReason, instructions: &str) -> Option<Ending> {
+        self.closing = Some(Closing {
+            reason,
+            spoke: false,
+        });
+        self.send_engine(realtime::response_with_instructions(instructions))
+            .await
     }
 
     fn record(&mut self, role: Role, text: String) {

@@ -118,15 +118,14 @@ pub fn response_create() -> String {
 
 /// Asks the model to say `text` word for word.
 pub fn say_verbatim(text: &str) -> String {
-    json!({
-        "type": "response.create",
-        "response": {
-            "instructions": format!(
-                "Say exactly the following words, verbatim, and nothing else: {text}"
-            )
-        }
-    })
-    .to_string()
+    response_with_instructions(&format!(
+        "Say exactly the following words, verbatim, and nothing else: {text}"
+    ))
+}
+
+/// Asks for one response with its own instructions (the session's stay as they are).
+pub fn response_with_instructions(instructions: &str) -> String {
+    json!({ "type": "response.create", "response": { "instructions": instructions } }).to_string()
 }
 
 /// Cuts an assistant item's audio at what the caller actually heard.
