@@ -61,6 +61,7 @@ impl Patter {
 
     /// Runs when a call's stream starts, before the engine is configured; what it returns
     /// may change the prompt, the first message, prompt variables and tools for this call.
+    /// It gets 10 s; after that the call goes on with the agent's own settings.
     pub fn on_call_start<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(CallContext) -> Fut + Send + Sync + 'static,
@@ -81,7 +82,7 @@ impl Patter {
     }
 
     /// Runs once when a call ends, however it ends, with the reason, duration, transcript
-    /// and tool calls.
+    /// and tool calls. It gets 10 s.
     pub fn on_call_end<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(CallSummary) -> Fut + Send + Sync + 'static,

@@ -515,3 +515,104 @@ async fn a_second_instance_can_take_the_stream() {
     assert_eq!(end.context.call_id(), call.call_sid);
     assert_eq!(end.context.caller(), "+15550111");
 }
+
+#[tokio::test]
+async fn the_pcm_option_transcodes_both_ways() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let spec = AgentSpec::new("p").audio_format(patter::AudioFormat::Pcm24k);
+    let mut h = Harness::start(spec).await;
+    let call = h.call(9).await;
+    let conn = h.engine_conn(0).await;
+    let session = conn.events_of_type("session.update").remove(0)["session"].clone();
+    let pcm = json!({"type": "audio/pcm", "rate": 24000});
+    assert_eq!(session["audio"]["input"]["format"], pcm);
+    assert_eq!(session["audio"]["output"]["format"], pcm);
+
+    // 20 ms of μ-law in: 20 ms of 24 kHz PCM16 (960 bytes) out to the engine.
+    call.stream
+        .send_media(20, &mulaw_b64(160, 0x80))
+        .await
+        .expect("media");
+    let append = conn
+        .wait_for_event("input_audio_buffer.append", WAIT)
+        .await
+        .expect("append");
+    let pcm_in = b64
+        .decode(append["audio"].as_str().expect("audio"))
+        .expect("base64");
+    assert_eq!(pcm_in.len(), 960);
+
+    // 20 ms of PCM16 from the engine: 160 bytes of μ-law to Twilio.
+    let tone: Vec<u8> = (0..480)
+        .flat_map(|n| (((n as f64 * 0.26).sin() * 8000.0) as i16).to_le_bytes())
+        .collect();
+    conn.send(patter_tests::fake_openai::audio_delta(
+        "resp_p",
+        "item_p",
+        &b64.encode(&tone),
+    ));
+    call.stream.wait_for_media(1, WAIT).await.expect("media");
+    assert_eq!(call.stream.media_bytes().len(), 160);
+    assert!(
+        call.stream.violations().is_empty(),
+        "{:?}",
+        call.stream.violations()
+    );
+    call.stream.send_stop().await.expect("stop");
+    h.next_end().await;
+    h.engine.assert_no_schema_violations();
+}
+
+#[tokio::test]
+async fn on_call_start_overrides_the_prompt_first_message_variables_and_tools() {
+    let options = Options {
+        configure: Box::new(|phone| {
+            phone.on_call_start(|call: CallContext| async move {
+                let only = FnTool::new("vip_desk", "VIP desk.", |_: patter::NoArgs, _| async {
+                    "ok"
+                });
+                patter::CallSetup::new()
+                    .system_prompt("You serve {tier} customer {caller} on {callee}.")
+                    .variable(
+                        "tier",
+                        if call.caller() == "+15550111" {
+                            "gold"
+                        } else {
+                            "basic"
+                        },
+                    )
+                    .first_message("Welcome back!")
+                    .tools(ToolSet::builder().tool(only).build().expect("tools"))
+            })
+        }),
+        ..Options::default()
+    };
+    let mut h = Harness::start_with(agent(), options).await;
+    let call = h.call(10).await;
+    let conn = h.engine_conn(0).await;
+    let session = conn.events_of_type("session.update").remove(0)["session"].clone();
+    assert_eq!(
+        session["instructions"],
+        "You serve gold customer +15550111 on +15550100."
+    );
+    let tools: Vec<&str> = session["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(tools, ["vip_desk", "end_call", "transfer_call"]);
+    let greeting = conn
+        .wait_for_event("response.create", WAIT)
+        .await
+        .expect("greeting");
+    assert!(
+        greeting["response"]["instructions"]
+            .as_str()
+            .expect("text")
+            .ends_with("Welcome back!")
+    );
+    call.stream.send_stop().await.expect("stop");
+    h.next_end().await;
+}

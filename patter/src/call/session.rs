@@ -30,6 +30,8 @@ use crate::twilio::stream_token;
 
 /// How long a new stream may take to send `start`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `on_call_start` and `on_call_end` may run.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the agent is asked to say when the call reaches its time limit.
 const TIME_LIMIT_GOODBYE: &str = "The call has reached its time limit. In one short sentence, \
     apologise that you have to end the call now and say goodbye.";
@@ -226,7 +228,13 @@ impl CallSession {
         info!(caller = ctx.caller(), callee = ctx.callee(), "call started");
         let spec: &AgentSpec = &app.agent;
         let setup = match &app.hooks.on_call_start {
-            Some(hook) => hook(ctx.clone()).await,
+            Some(hook) => match tokio::time::timeout(HOOK_TIMEOUT, hook(ctx.clone())).await {
+                Ok(setup) => setup,
+                Err(_) => {
+                    warn!("on_call_start did not finish within 10 s; using the agent's settings");
+                    CallSetup::default()
+                }
+            },
             None => CallSetup::default(),
         };
         let tools = setup.tools.clone().unwrap_or_else(|| spec.tools.clone());
@@ -868,8 +876,10 @@ async fn finish(
         tool_calls,
     };
     info!(reason = ?summary.reason, duration_ms = summary.duration.as_millis() as u64, "call ended");
-    if let Some(hook) = &app.hooks.on_call_end {
-        hook(summary).await;
+    if let Some(hook) = &app.hooks.on_call_end
+        && tokio::time::timeout(HOOK_TIMEOUT, hook(summary)).await.is_err()
+    {
+        warn!("on_call_end did not finish within 10 s; abandoned");
     }
 }
 
