@@ -1,0 +1,167 @@
+//! The example binaries as a new user runs them: without settings they name what is missing;
+//! with settings they serve, answer a (simulated) call that calls a typed tool, and exit 0 on
+//! SIGTERM.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use patter_tests::fake_openai::FakeRealtime;
+use patter_tests::fake_twilio::{self, FakeTwilioRest, MediaStream};
+use patter_tests::twilio_sid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const WAIT: Duration = Duration::from_secs(20);
+const TOKEN: &str = "example_auth_token";
+
+#[tokio::test]
+async fn without_settings_each_example_names_the_missing_variables_and_exits_2() {
+    for bin in [
+        env!("CARGO_BIN_EXE_product_specialist"),
+        env!("CARGO_BIN_EXE_customer_service"),
+    ] {
+        let out = Command::new(bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(std::env::temp_dir())
+            .output()
+            .await
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{bin}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for var in [
+            "TWILIO_ACCOUNT_SID",
+            "TWILIO_AUTH_TOKEN",
+            "OPENAI_API_KEY",
+            "PHONE_NUMBER",
+            "WEBHOOK_URL",
+        ] {
+            assert!(stderr.contains(var), "{bin}: {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
+    let engine = FakeRealtime::start().await;
+    let rest = FakeTwilioRest::start().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_product_specialist"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .env("TWILIO_ACCOUNT_SID", twilio_sid("AC", 1))
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env("OPENAI_API_KEY", "sk-example")
+        .env("PHONE_NUMBER", "+15550100")
+        .env("WEBHOOK_URL", "agent.example.com")
+        .env("PORT", port.to_string())
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .env("OPENAI_REALTIME_URL", engine.url())
+        .env("TWILIO_API_URL", rest.base_url())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // Ready once it logs that it is serving.
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if line.contains("serving") {
+                return;
+            }
+        }
+        panic!("the example exited before serving");
+    })
+    .await
+    .expect("serving in time");
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let base = format!("http://127.0.0.1:{port}");
+    let call_sid = twilio_sid("CA", 77);
+    let (status, _, twiml) = fake_twilio::post_voice_webhook(
+        &base,
+        "https://agent.example.com",
+        TOKEN,
+        &[
+            ("CallSid", &call_sid),
+            ("From", "+15550111"),
+            ("To", "+15550100"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{twiml}");
+    let token_at = twiml.find("name=\"call_token\" value=\"").expect("token") + 25;
+    let token = &twiml[token_at..token_at + twiml[token_at..].find('"').expect("end")];
+    let stream = MediaStream::connect_signed_as(
+        &format!("ws://127.0.0.1:{port}/twilio/stream"),
+        "wss://agent.example.com/twilio/stream",
+        TOKEN,
+    )
+    .await
+    .expect("stream");
+    stream.send_connected().await.expect("connected");
+    stream
+        .send_start(
+            &twilio_sid("MZ", 77),
+            &call_sid,
+            &twilio_sid("AC", 1),
+            &[
+                ("caller", "+15550111"),
+                ("callee", "+15550100"),
+                ("call_token", token),
+            ],
+        )
+        .await
+        .expect("start");
+    let conn = engine.wait_for_conn(0, WAIT).await.expect("engine");
+    let update = conn
+        .wait_for_event("session.update", WAIT)
+        .await
+        .expect("update");
+    assert!(
+        update["session"]["instructions"]
+            .as_str()
+            .expect("instructions")
+            .contains("+15550111")
+    );
+    conn.send_function_call_response(
+        "resp_1",
+        &[("call_1", "check_inventory", r#"{"product_id":"SKU-1234"}"#)],
+    );
+    conn.wait_for_count("response.create", 2, WAIT)
+        .await
+        .expect("greeting, then the answer after the tool");
+    let output = conn.events_of_type("conversation.item.create").remove(0);
+    let stock: serde_json::Value =
+        serde_json::from_str(output["item"]["output"].as_str().expect("output")).expect("json");
+    assert_eq!(stock["product_id"], "SKU-1234");
+    assert!(
+        stock["quantity"].is_u64() && stock["in_stock"].is_boolean(),
+        "{stock}"
+    );
+    stream.send_stop().await.expect("stop");
+    conn.wait_closed(WAIT).await.expect("engine closed");
+
+    // SIGTERM: drains (no call left) and exits 0.
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    let _ = drain.await;
+    engine.assert_no_schema_violations();
+}
