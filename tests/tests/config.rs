@@ -1,0 +1,134 @@
+//! Configuration from the environment's variables: every problem named at once, never a panic.
+
+use patter::{ConfigBuilder, Patter};
+
+fn complete() -> ConfigBuilder {
+    Patter::builder()
+        .twilio_account_sid(format!("AC{}", "0123456789abcdef".repeat(2)))
+        .twilio_auth_token("token")
+        .openai_api_key("sk-key")
+        .phone_number("+15550100")
+        .webhook_url("https://agent.example.com")
+}
+
+#[test]
+fn a_complete_configuration_has_the_documented_defaults() {
+    let config = complete().build().expect("valid");
+    assert_eq!(config.port(), 8000);
+    assert_eq!(config.bind_address().to_string(), "0.0.0.0");
+    assert_eq!(
+        config.openai_realtime_url(),
+        "wss://api.openai.com/v1/realtime"
+    );
+    assert_eq!(config.twilio_api_url(), "https://api.twilio.com");
+    assert_eq!(
+        config.public_url().ws("/twilio/stream"),
+        "wss://agent.example.com/twilio/stream"
+    );
+}
+
+#[test]
+fn a_bare_host_means_https_and_a_path_prefix_is_kept() {
+    let config = complete()
+        .webhook_url("abc.ngrok.app")
+        .build()
+        .expect("valid");
+    assert_eq!(
+        config.public_url().http("/twilio/voice"),
+        "https://abc.ngrok.app/twilio/voice"
+    );
+    let config = complete()
+        .webhook_url("https://proxy.example.com:8443/agent/")
+        .build()
+        .expect("valid");
+    assert_eq!(
+        config.public_url().ws("/twilio/stream"),
+        "wss://proxy.example.com:8443/agent/twilio/stream"
+    );
+}
+
+#[test]
+fn every_missing_variable_is_named_in_one_error() {
+    let err = Patter::builder().build().expect_err("nothing set");
+    let missing: Vec<&str> = err.missing().collect();
+    assert_eq!(
+        missing,
+        [
+            "TWILIO_ACCOUNT_SID",
+            "TWILIO_AUTH_TOKEN",
+            "OPENAI_API_KEY",
+            "PHONE_NUMBER",
+            "WEBHOOK_URL"
+        ]
+    );
+    let text = err.to_string();
+    for var in missing {
+        assert!(text.contains(var), "{text}");
+    }
+}
+
+#[test]
+fn malformed_values_are_named_with_what_is_wrong() {
+    let err = complete()
+        .twilio_account_sid("ACnothex")
+        .phone_number("555-0100")
+        .webhook_url("ftp://agent.example.com?x=1")
+        .openai_realtime_url("https://api.openai.com/v1/realtime")
+        .twilio_api_url("not a url")
+        .build()
+        .expect_err("malformed");
+    let vars: Vec<&str> = err.variables().collect();
+    assert_eq!(
+        vars,
+        [
+            "TWILIO_ACCOUNT_SID",
+            "PHONE_NUMBER",
+            "WEBHOOK_URL",
+            "OPENAI_REALTIME_URL",
+            "TWILIO_API_URL"
+        ]
+    );
+    assert_eq!(err.missing().count(), 0);
+    let text = err.to_string();
+    assert!(
+        text.contains("PHONE_NUMBER must be an E.164 number"),
+        "{text}"
+    );
+    assert!(
+        text.contains("OPENAI_REALTIME_URL must be a wss:// URL"),
+        "{text}"
+    );
+}
+
+#[test]
+fn webhook_urls_with_queries_or_credentials_are_refused() {
+    for url in [
+        "https://a.example.com/?x=1",
+        "https://u:p@a.example.com",
+        "https://",
+    ] {
+        let err = complete().webhook_url(url).build().expect_err(url);
+        assert_eq!(
+            err.variables().collect::<Vec<_>>(),
+            ["WEBHOOK_URL"],
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn e164_numbers() {
+    for ok in ["+15550100", "+442071838750", "+123456789012345"] {
+        assert!(patter::config::is_e164(ok), "{ok}");
+    }
+    for bad in [
+        "15550100",
+        "+1555",
+        "+0155501000",
+        "+1555010a",
+        "+1234567890123456",
+        "",
+    ] {
+        assert!(!patter::config::is_e164(bad), "{bad}");
+    }
+}
