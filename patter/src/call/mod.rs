@@ -185,33 +185,28 @@ impl Hooks {
 /// Fills `{name}` placeholders in `template` from `values`; unknown placeholders stay as
 /// they are. Values are inserted literally: a value containing `{x}` is not expanded again.
 pub fn fill_placeholders(template: &str, values: &BTreeMap<String, String>) -> String {
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        match after.find('}') {
-            Some(close)
-                if after[..close]
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    && close > 0 =>
-            {
-                let name = &after[..close];
-                match values.get(name) {
-                    Some(value) => out.push_str(value),
-                    None => {
-                        out.push('{');
-                        out.push_str(name);
-                        out.push('}');
-                    }
+        // Only the run of name characters is looked at, so the scan stays linear.
+        let len = after.bytes().take_while(|&b| is_name(b)).count();
+        if len > 0 && after.as_bytes().get(len) == Some(&b'}') {
+            let name = &after[..len];
+            match values.get(name) {
+                Some(value) => out.push_str(value),
+                None => {
+                    out.push('{');
+                    out.push_str(name);
+                    out.push('}');
                 }
-                rest = &after[close + 1..];
             }
-            _ => {
-                out.push('{');
-                rest = after;
-            }
+            rest = &after[len + 1..];
+        } else {
+            out.push('{');
+            rest = after;
         }
     }
     out.push_str(rest);

@@ -877,7 +877,9 @@ async fn finish(
     };
     info!(reason = ?summary.reason, duration_ms = summary.duration.as_millis() as u64, "call ended");
     if let Some(hook) = &app.hooks.on_call_end
-        && tokio::time::timeout(HOOK_TIMEOUT, hook(summary)).await.is_err()
+        && tokio::time::timeout(HOOK_TIMEOUT, hook(summary))
+            .await
+            .is_err()
     {
         warn!("on_call_end did not finish within 10 s; abandoned");
     }

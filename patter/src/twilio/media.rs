@@ -93,12 +93,37 @@ pub fn parse(text: &str) -> Result<Inbound, serde_json::Error> {
     serde_json::from_str(text)
 }
 
-/// Whether `text` is plausible base64 (alphabet and length), checked without decoding.
+/// Whether `text` is non-empty, canonical standard base64, checked without decoding: the
+/// alphabet, a length that is a multiple of 4, at most two `=` and only at the end, and no
+/// stray bits before the padding. These are exactly the non-empty texts the standard decoder
+/// accepts, so nothing else is relayed as audio (nor needs escaping in JSON).
 pub fn looks_like_base64(text: &str) -> bool {
-    text.len().is_multiple_of(4)
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
+        return false;
+    }
+    let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();
+    if padding > 2 {
+        return false;
+    }
+    let data = &bytes[..bytes.len() - padding];
+    let mut last = 0;
+    for &b in data {
+        last = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return false,
+        };
+    }
+    // The last symbol before the padding carries bits that must be zero.
+    match padding {
+        1 => last & 0b11 == 0,
+        2 => last & 0b1111 == 0,
+        _ => true,
+    }
 }
 
 /// How many bytes a base64 text decodes to, without decoding it.

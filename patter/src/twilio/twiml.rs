@@ -1,7 +1,9 @@
 //! TwiML answers. Every value that reaches the XML is escaped here, in one place.
 
-/// Escapes text for an XML attribute or element. Control characters other than tab,
-/// newline and carriage return cannot appear in XML at all, so they are dropped.
+/// Escapes text for an XML attribute or element. Tab, newline and carriage return become
+/// character references, so that an XML parser's attribute-value and end-of-line
+/// normalisation cannot turn them into spaces; other control characters, and U+FFFE and
+/// U+FFFF, cannot appear in XML at all, so they are dropped.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -11,7 +13,10 @@ pub fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\u{FFFE}' | '\u{FFFF}' => {}
             c if c.is_control() => {}
             c => out.push(c),
         }
