@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, Options, WAIT, mulaw_b64};
-use patter::{AgentSpec, EndReason, Limits};
+use patter::{AgentSpec, EndReason};
 use patter_tests::fake_openai::{audio_delta, error_event, response_created, response_done};
 use serde_json::Value;
 
@@ -285,15 +285,9 @@ async fn a_fatal_engine_error_ends_the_call_and_a_benign_one_does_not() {
 
 #[tokio::test]
 async fn a_call_over_the_maximum_duration_is_ended_politely() {
-    let mut limits = Limits::default();
-    limits.max_call_duration = Duration::from_millis(300);
-    let mut h = Harness::start_with(
-        agent(),
-        Options {
-            limits,
-            ..Options::default()
-        },
-    )
+    let mut h = Harness::with_limits(agent(), |l| {
+        l.max_call_duration = Duration::from_millis(300);
+    })
     .await;
     let call = h.call(19).await;
     let conn = h.engine_conn(0).await;
@@ -325,16 +319,10 @@ async fn a_call_over_the_maximum_duration_is_ended_politely() {
 
 #[tokio::test]
 async fn a_goodbye_that_never_comes_is_cut_off_after_the_wait() {
-    let mut limits = Limits::default();
-    limits.max_call_duration = Duration::from_millis(100);
-    limits.goodbye_wait = Duration::from_millis(200);
-    let mut h = Harness::start_with(
-        agent(),
-        Options {
-            limits,
-            ..Options::default()
-        },
-    )
+    let mut h = Harness::with_limits(agent(), |l| {
+        l.max_call_duration = Duration::from_millis(100);
+        l.goodbye_wait = Duration::from_millis(200);
+    })
     .await;
     let _call = h.call(20).await;
     let _conn = h.engine_conn(0).await;

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{AUTH_TOKEN, Harness, Options, PUBLIC_URL, WAIT, account_sid, mulaw_b64};
-use patter::{AgentSpec, EndReason, FnTool, Limits, NoArgs, ToolSet};
+use common::{AUTH_TOKEN, Harness, PUBLIC_URL, WAIT, account_sid, mulaw_b64};
+use patter::{AgentSpec, EndReason, FnTool, NoArgs, ToolSet};
 use patter_tests::fake_twilio::{self, MediaStream};
 use patter_tests::twilio_sid;
 
@@ -163,15 +163,9 @@ async fn a_stream_without_a_valid_call_token_opens_no_engine_session() {
 
 #[tokio::test]
 async fn beyond_the_call_limit_callers_hear_a_busy_message() {
-    let mut limits = Limits::default();
-    limits.max_concurrent_calls = 1;
-    let mut h = Harness::start_with(
-        agent(),
-        Options {
-            limits,
-            ..Options::default()
-        },
-    )
+    let mut h = Harness::with_limits(agent(), |l| {
+        l.max_concurrent_calls = 1;
+    })
     .await;
     let call = h.call(31).await;
     let _conn = h.engine_conn(0).await;
@@ -192,15 +186,9 @@ async fn beyond_the_call_limit_callers_hear_a_busy_message() {
 
 #[tokio::test]
 async fn an_oversized_webhook_body_is_refused() {
-    let mut limits = Limits::default();
-    limits.max_http_body_bytes = 4 * 1024;
-    let h = Harness::start_with(
-        agent(),
-        Options {
-            limits,
-            ..Options::default()
-        },
-    )
+    let h = Harness::with_limits(agent(), |l| {
+        l.max_http_body_bytes = 4 * 1024;
+    })
     .await;
     let big = "x".repeat(8 * 1024);
     let sid = twilio_sid("CA", 41);
@@ -213,18 +201,9 @@ async fn an_oversized_webhook_body_is_refused() {
 
 #[tokio::test]
 async fn a_huge_tool_result_is_cut_for_the_model() {
-    let mut limits = Limits::default();
-    limits.max_tool_result_bytes = 1000;
     let huge = FnTool::new("dump", "Dump.", |_: NoArgs, _| async { "é".repeat(5000) });
     let spec = AgentSpec::new("p").tools(ToolSet::builder().tool(huge).build().expect("tools"));
-    let mut h = Harness::start_with(
-        spec,
-        Options {
-            limits,
-            ..Options::default()
-        },
-    )
-    .await;
+    let mut h = Harness::with_limits(spec, |l| l.max_tool_result_bytes = 1000).await;
     let call = h.call(42).await;
     let conn = h.engine_conn(0).await;
     conn.send_function_call_response("resp_d", &[("call_d", "dump", "{}")]);
@@ -246,15 +225,9 @@ async fn a_huge_tool_result_is_cut_for_the_model() {
 
 #[tokio::test]
 async fn drain_lets_a_call_finish_while_new_calls_are_turned_away() {
-    let mut limits = Limits::default();
-    limits.drain_timeout = Duration::from_secs(30);
-    let mut h = Harness::start_with(
-        agent(),
-        Options {
-            limits,
-            ..Options::default()
-        },
-    )
+    let mut h = Harness::with_limits(agent(), |l| {
+        l.drain_timeout = Duration::from_secs(30);
+    })
     .await;
     let call = h.call(51).await;
     let conn = h.engine_conn(0).await;
@@ -293,15 +266,9 @@ async fn drain_lets_a_call_finish_while_new_calls_are_turned_away() {
 
 #[tokio::test]
 async fn at_the_drain_deadline_remaining_calls_end_cleanly() {
-    let mut limits = Limits::default();
-    limits.drain_timeout = Duration::from_millis(200);
-    let mut h = Harness::start_with(
-        agent(),
-        Options {
-            limits,
-            ..Options::default()
-        },
-    )
+    let mut h = Harness::with_limits(agent(), |l| {
+        l.drain_timeout = Duration::from_millis(200);
+    })
     .await;
     let call = h.call(61).await;
     let conn = h.engine_conn(0).await;

@@ -61,6 +61,20 @@ impl Harness {
         Harness::start_with(agent, Options::default()).await
     }
 
+    /// A harness whose limits `set` adjusts.
+    pub async fn with_limits(agent: impl Agent, set: impl FnOnce(&mut Limits)) -> Harness {
+        let mut limits = Limits::default();
+        set(&mut limits);
+        Harness::start_with(
+            agent,
+            Options {
+                limits,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
     pub async fn start_with(agent: impl Agent, options: Options) -> Harness {
         let engine = match options.engine {
             Some(engine) => engine,
