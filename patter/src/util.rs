@@ -1,5 +1,8 @@
 //! Small helpers shared by several modules.
 
+/// The WebSocket read buffer of each socket of a call (both peers send small JSON frames).
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// `bytes` random bytes as lower-case hex, for ids and keys.
 pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

@@ -274,19 +274,35 @@ async fn response_create_waits_for_response_done() {
 
 #[tokio::test]
 async fn two_calls_in_one_response_get_two_outputs_and_one_response_create() {
+    use patter_tests::fake_openai as ev;
     let mut h = Harness::start(agent()).await;
     let call = h.call(4).await;
     let conn = h.engine_conn(0).await;
     conn.wait_for_event("response.create", WAIT)
         .await
         .expect("greeting");
-    conn.send_function_call_response(
+    let (one, two) = (r#"{"order_id":"ORD-1"}"#, r#"{"order_id":"ORD-2"}"#);
+    conn.send(ev::response_created("resp_2"));
+    conn.send_all(ev::function_call_events(
+        "resp_2", "item_1", "call_1", "lookup", one,
+    ));
+    // The same call announced twice runs once.
+    conn.send_all(ev::function_call_events(
+        "resp_2", "item_1", "call_1", "lookup", one,
+    ));
+    conn.send_all(ev::function_call_events_at(
+        "resp_2", 1, "item_2", "call_2", "lookup", two,
+    ));
+    conn.send(ev::response_done(
         "resp_2",
-        &[
-            ("call_1", "lookup", r#"{"order_id":"ORD-1"}"#),
-            ("call_2", "lookup", r#"{"order_id":"ORD-2"}"#),
+        "completed",
+        vec![
+            ev::function_call_item("item_1", "call_1", "lookup", one),
+            ev::function_call_item("item_2", "call_2", "lookup", two),
         ],
-    );
+    ));
+    // The one response.create comes once every call of the response has its output: a
+    // duplicate run would have held it back for a third.
     conn.wait_for_count("response.create", 2, WAIT)
         .await
         .expect("one more");
@@ -297,25 +313,9 @@ async fn two_calls_in_one_response_get_two_outputs_and_one_response_create() {
         .collect();
     ids.sort_unstable();
     assert_eq!(ids, ["call_1", "call_2"]);
-    // The same call announced twice (output_item.done repeated) runs once.
-    conn.send_all(patter_tests::fake_openai::function_call_events(
-        "resp_2",
-        "item_x",
-        "call_1",
-        "lookup",
-        r#"{"order_id":"ORD-1"}"#,
-    ));
-    call.stream
-        .send_media(40, &mulaw_b64(160, 1))
-        .await
-        .expect("media");
-    conn.wait_for_event("input_audio_buffer.append", WAIT)
-        .await
-        .expect("loop alive");
-    assert_eq!(conn.events_of_type("conversation.item.create").len(), 2);
-    assert_eq!(conn.events_of_type("response.create").len(), 2);
     call.stream.send_stop().await.expect("stop");
     assert_eq!(h.next_end().await.tool_calls.len(), 2);
+    assert_eq!(conn.events_of_type("response.create").len(), 2);
 }
 
 #[tokio::test]

@@ -137,6 +137,8 @@ struct ResponseTools {
     answered: usize,
     /// A hang-up or transfer went through: the model need not speak again.
     settled: bool,
+    /// The engine's ids of this response's calls, forgotten with it.
+    call_ids: Vec<String>,
 }
 
 /// What a finished background job reports to the session loop.
@@ -667,10 +669,9 @@ impl CallSession {
             debug!(call_id, "duplicate function call ignored");
             return;
         }
-        self.responses
-            .entry(response_id.clone())
-            .or_default()
-            .outstanding += 1;
+        let entry = self.responses.entry(response_id.clone()).or_default();
+        entry.outstanding += 1;
+        entry.call_ids.push(call_id.clone());
         let tools = self.tools.clone();
         let ctx = self.ctx.clone();
         let span = tracing::Span::current();
@@ -786,6 +787,10 @@ impl CallSession {
             return None;
         }
         let entry = self.responses.remove(response_id)?;
+        // Every event of a response comes before its response.done: no repeat can follow.
+        for call_id in &entry.call_ids {
+            self.seen_calls.remove(call_id);
+        }
         if entry.answered > 0 && !entry.settled {
             return self.send_engine(realtime::response_create()).await;
         }
