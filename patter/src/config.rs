@@ -399,7 +399,7 @@ impl ConfigBuilder {
             // Derived, so every instance with the same auth token agrees without more setup.
             _ => Secret::new(crate::util::hmac_sha256_hex(
                 token.as_bytes(),
-                b"patter stream token key v1",
+                &[b"patter stream token key v1"],
             )),
         };
         let public_url = public_url.ok_or_else(ConfigError::new)?;

@@ -41,17 +41,29 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
-/// Lower-case hex HMAC-SHA256 of `message` keyed with `key`.
-pub(crate) fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    // HMAC takes keys of any length, so this cannot fail.
-    match Hmac::<sha2::Sha256>::new_from_slice(key) {
-        Ok(mut mac) => {
-            mac.update(message);
-            hex::encode(mac.finalize().into_bytes())
-        }
-        Err(_) => String::new(),
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Option<hmac::Hmac<sha2::Sha256>> {
+    use hmac::Mac;
+    // HMAC takes keys of any length, so this is `None` only in theory.
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).ok()?;
+    for part in parts {
+        mac.update(part);
     }
+    Some(mac)
+}
+
+/// Lower-case hex HMAC-SHA256 of the concatenated `parts`, keyed with `key`.
+pub(crate) fn hmac_sha256_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    use hmac::Mac;
+    hmac_sha256(key, parts)
+        .map(|mac| hex::encode(mac.finalize().into_bytes()))
+        .unwrap_or_default()
+}
+
+/// Whether `expected` is the HMAC-SHA256 of the concatenated `parts`, compared in constant
+/// time.
+pub(crate) fn hmac_sha256_verify(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+    use hmac::Mac;
+    hmac_sha256(key, parts).is_some_and(|mac| mac.verify_slice(expected).is_ok())
 }
 
 /// Seconds since the Unix epoch.

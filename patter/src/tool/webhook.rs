@@ -41,9 +41,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
 
 use super::function::parse_arguments;
 use super::{Invocation, Tool, ToolArgs, ToolDefinition, ToolError, ToolOutput};
@@ -391,19 +389,13 @@ fn excerpt(body: &[u8]) -> String {
 pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     format!(
         "t={timestamp},v1={}",
-        hex::encode(mac(secret, timestamp, body))
+        crate::util::hmac_sha256_hex(secret, &signed_parts(&timestamp.to_string(), body))
     )
 }
 
-fn mac(secret: &[u8], timestamp: u64, body: &[u8]) -> Vec<u8> {
-    // HMAC accepts keys of any length; the error arm cannot happen.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return Vec::new();
-    };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.finalize().into_bytes().to_vec()
+/// What the signature covers: `"<t>.<body>"`.
+fn signed_parts<'a>(timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 3] {
+    [timestamp.as_bytes(), b".", body]
 }
 
 /// Why a webhook signature was refused.
@@ -444,14 +436,12 @@ pub fn verify_signature(
     if now.abs_diff(timestamp) > tolerance.as_secs() {
         return Err(SignatureError::Expired);
     }
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return Err(SignatureError::Mismatch);
-    };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&signature)
-        .map_err(|_| SignatureError::Mismatch)
+    let timestamp = timestamp.to_string();
+    if crate::util::hmac_sha256_verify(secret, &signed_parts(&timestamp, body), &signature) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
 /// The process-wide HTTP client (rustls with the ring provider; no system OpenSSL).
