@@ -224,7 +224,7 @@ impl Ending {
 }
 
 impl CallSession {
-    async fn start(app: Arc<App>, start: Start, mut twilio: TwilioSink, stream: TwilioStream) {
+    async fn start(app: Arc<App>, start: Start, twilio: TwilioSink, stream: TwilioStream) {
         let started = Instant::now();
         let ctx = context_from_start(&start);
         info!(caller = ctx.caller(), callee = ctx.callee(), "call started");
@@ -264,38 +264,16 @@ impl CallSession {
             audio: spec.audio,
             tools: tools.definitions().cloned().collect(),
         };
-        let limits = &app.config.limits;
-        let socket = match realtime::connect(
-            &app.config.openai_realtime_url,
-            &app.config.openai_api_key,
-            &engine_setup.model,
-            limits.engine_handshake_timeout,
-            limits.max_ws_message_bytes,
-        )
-        .await
-        {
-            Ok(socket) => socket,
-            Err(e) => {
-                error!(error = %e, "engine unreachable; ending the call");
-                let _ = twilio.send(TwilioMessage::Close(None)).await;
-                let ending = Ending::hanging_up(EndReason::EngineLost {
-                    detail: e.to_string(),
-                });
+        let (engine, engine_stream) = match open_engine(&app, &engine_setup).await {
+            Ok(halves) => halves,
+            Err(detail) => {
+                error!(detail, "engine unavailable; ending the call");
+                close_twilio(twilio).await;
+                let ending = Ending::hanging_up(EndReason::EngineLost { detail });
                 finish(&app, &ctx, ending, started, Vec::new(), Vec::new()).await;
                 return;
             }
         };
-        let (mut engine, engine_stream) = socket.split();
-        let update = realtime::session_update(&engine_setup);
-        if let Err(e) = engine.send(EngineMessage::text(update)).await {
-            error!(error = %e, "engine socket failed on session.update; ending the call");
-            close_twilio(twilio).await;
-            let ending = Ending::hanging_up(EndReason::EngineLost {
-                detail: e.to_string(),
-            });
-            finish(&app, &ctx, ending, started, Vec::new(), Vec::new()).await;
-            return;
-        }
         let session = CallSession {
             out: Outbound::new(&start.stream_sid),
             app: Arc::clone(&app),
@@ -856,6 +834,26 @@ impl CallSession {
         }
         self.transcript.push(entry);
     }
+}
+
+/// Connects to the engine and configures the session.
+async fn open_engine(app: &App, setup: &EngineSetup) -> Result<(EngineSink, EngineStream), String> {
+    let limits = &app.config.limits;
+    let socket = realtime::connect(
+        &app.config.openai_realtime_url,
+        &app.config.openai_api_key,
+        &setup.model,
+        limits.engine_handshake_timeout,
+        limits.max_ws_message_bytes,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let (mut engine, events) = socket.split();
+    engine
+        .send(EngineMessage::text(realtime::session_update(setup)))
+        .await
+        .map_err(|e| format!("the engine socket failed on session.update: {e}"))?;
+    Ok((engine, events))
 }
 
 /// Hangs up over REST if needed and fires `on_call_end`.
