@@ -173,13 +173,12 @@ fn verify_post(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, Forbidden> {
-    let forbidden = || Forbidden;
     let Some(given) = headers.get(signature::HEADER).and_then(|v| v.to_str().ok()) else {
         warn!(
             path = uri.path(),
             "request without X-Twilio-Signature refused"
         );
-        return Err(forbidden());
+        return Err(Forbidden);
     };
     let url = signed_url(app, uri, false);
     let is_json = headers
@@ -197,7 +196,7 @@ fn verify_post(
             path = uri.path(),
             "request with a bad X-Twilio-Signature refused"
         );
-        return Err(forbidden());
+        return Err(Forbidden);
     }
     Ok(params)
 }

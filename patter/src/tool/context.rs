@@ -124,18 +124,7 @@ impl CallContext {
 
 impl fmt::Debug for CallContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Parameter values may carry tokens or personal data: names only.
-        f.debug_struct("CallContext")
-            .field("call_id", &self.inner.call_id)
-            .field("caller", &self.inner.caller)
-            .field("callee", &self.inner.callee)
-            .field("stream_id", &self.inner.stream_id)
-            .field("direction", &self.inner.direction)
-            .field(
-                "parameters",
-                &self.inner.parameters.keys().collect::<Vec<_>>(),
-            )
-            .finish()
+        self.inner.fmt(f)
     }
 }
 
@@ -147,9 +136,15 @@ pub struct CallContextBuilder {
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Parameter values may carry tokens or personal data: names only.
         f.debug_struct("CallContext")
             .field("call_id", &self.call_id)
-            .finish_non_exhaustive()
+            .field("caller", &self.caller)
+            .field("callee", &self.callee)
+            .field("stream_id", &self.stream_id)
+            .field("direction", &self.direction)
+            .field("parameters", &self.parameters.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
