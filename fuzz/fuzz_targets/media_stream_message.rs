@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             if media::looks_like_base64(&m.payload) {
                 // Accepted payloads are real base64 and go into JSON unescaped.
                 let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(&m.payload)
+                    .decode(m.payload.as_bytes())
                     .expect("accepted payloads decode");
                 assert_eq!(media::decoded_len(&m.payload), decoded.len());
                 assert!(is_json(&append_audio(&m.payload)));

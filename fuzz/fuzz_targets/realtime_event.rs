@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         && media::looks_like_base64(&audio)
     {
         base64::engine::general_purpose::STANDARD
-            .decode(&audio)
+            .decode(audio.as_bytes())
             .expect("accepted audio decodes");
         let out = Outbound::new(&item_id);
         assert!(serde_json::from_str::<serde_json::Value>(&out.media(&audio)).is_ok());

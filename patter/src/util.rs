@@ -73,3 +73,14 @@ pub(crate) fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// `head`, then `bytes` in standard base64, then `tail`, in one exactly sized string.
+pub(crate) fn base64_message(head: &str, bytes: &[u8], tail: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+    let mut out = String::with_capacity(head.len() + encoded + tail.len());
+    out.push_str(head);
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut out);
+    out.push_str(tail);
+    out
+}

@@ -26,17 +26,17 @@ use serde_json::json;
 // Media Streams parser
 // ---------------------------------------------------------------------------------------
 
-fn media(payload: &str, timestamp: Option<&str>, track: Option<&str>) -> Option<Inbound> {
+fn media(payload: &str, timestamp: Option<&str>, track: Option<&str>) -> Option<Inbound<'static>> {
     Some(Inbound::Media {
         media: Media {
-            track: track.map(str::to_owned),
-            timestamp: timestamp.map(str::to_owned),
-            payload: payload.to_owned(),
+            track: track.map(|t| t.to_owned().into()),
+            timestamp: timestamp.map(|t| t.to_owned().into()),
+            payload: payload.to_owned().into(),
         },
     })
 }
 
-fn start(stream_sid: &str, call_sid: &str, params: &[(&str, &str)]) -> Option<Inbound> {
+fn start(stream_sid: &str, call_sid: &str, params: &[(&str, &str)]) -> Option<Inbound<'static>> {
     Some(Inbound::Start {
         start: Start {
             stream_sid: stream_sid.to_owned(),
@@ -52,7 +52,7 @@ fn start(stream_sid: &str, call_sid: &str, params: &[(&str, &str)]) -> Option<In
 
 /// `(what, frame, parse result)`; `None` means the frame is rejected (and then ignored by a
 /// call, see `call_bad_input.rs`).
-fn media_stream_corpus() -> Vec<(&'static str, String, Option<Inbound>)> {
+fn media_stream_corpus() -> Vec<(&'static str, String, Option<Inbound<'static>>)> {
     let deep = format!(
         r#"{{"event":"stop","x":{}{}}}"#,
         "[".repeat(10_000),
@@ -105,8 +105,13 @@ fn media_stream_corpus() -> Vec<(&'static str, String, Option<Inbound>)> {
             media("AAAA", None, None),
         ),
         (
-            "float out of f64 range",
+            "float out of f64 range in an unknown key (skipped, never converted)",
             r#"{"event":"media","n":1e400,"media":{"payload":"AAAA"}}"#.into(),
+            media("AAAA", None, None),
+        ),
+        (
+            "float out of f64 range in a known body",
+            r#"{"event":"media","media":{"payload":"AAAA","timestamp":1e400}}"#.into(),
             None,
         ),
         (
@@ -135,7 +140,16 @@ fn media_stream_corpus() -> Vec<(&'static str, String, Option<Inbound>)> {
             format!(r#"{{"event":"media","media":{{"payload":"{big_payload}"}}}}"#),
             media(&big_payload, None, None),
         ),
-        ("nesting beyond the recursion limit", deep, None),
+        (
+            "deep nesting in an unknown key (skipped without recursion)",
+            deep,
+            Some(Inbound::Stop {}),
+        ),
+        (
+            "a known body key with the wrong shape, whatever the event",
+            r#"{"event":"stop","media":"AAAA"}"#.into(),
+            None,
+        ),
         (
             "unknown event",
             r#"{"event":"transcription","transcription":{"text":"hi"}}"#.into(),
@@ -196,9 +210,7 @@ fn media_stream_corpus() -> Vec<(&'static str, String, Option<Inbound>)> {
             "mark with an empty name",
             r#"{"event":"mark","mark":{"name":""}}"#.into(),
             Some(Inbound::Mark {
-                mark: Mark {
-                    name: String::new(),
-                },
+                mark: Mark { name: "".into() },
             }),
         ),
         (
@@ -260,15 +272,15 @@ fn media_timestamps_are_numbers_or_nothing() {
     for &(text, expected) in TIMESTAMPS {
         let m = Media {
             track: None,
-            timestamp: Some(text.to_owned()),
-            payload: String::new(),
+            timestamp: Some(text.into()),
+            payload: "".into(),
         };
         assert_eq!(m.timestamp_ms(), expected, "timestamp {text:?}");
     }
     let none = Media {
         track: None,
         timestamp: None,
-        payload: String::new(),
+        payload: "".into(),
     };
     assert_eq!(none.timestamp_ms(), None);
 }
@@ -277,14 +289,14 @@ fn media_timestamps_are_numbers_or_nothing() {
 // Realtime event parser
 // ---------------------------------------------------------------------------------------
 
-fn realtime_corpus() -> Vec<(&'static str, String, Option<EngineEvent>)> {
+fn realtime_corpus() -> Vec<(&'static str, String, Option<EngineEvent<'static>>)> {
     let audio = |delta: &str| EngineEvent::Audio {
-        response_id: String::new(),
-        item_id: String::new(),
-        audio: delta.to_owned(),
+        response_id: "".into(),
+        item_id: "".into(),
+        audio: delta.to_owned().into(),
     };
     vec![
-        ("empty", String::new(), None),
+        ("empty", "".into(), None),
         ("truncated", r#"{"type":"session.updated""#.into(), None),
         ("JSON null", "null".into(), Some(EngineEvent::Ignored)),
         ("JSON array", "[1,2]".into(), Some(EngineEvent::Ignored)),
@@ -320,7 +332,7 @@ fn realtime_corpus() -> Vec<(&'static str, String, Option<EngineEvent>)> {
             r#"{"type":"error"}"#.into(),
             Some(EngineEvent::Error {
                 code: None,
-                message: String::new(),
+                message: "".into(),
                 fatal: false,
             }),
         ),
@@ -329,7 +341,7 @@ fn realtime_corpus() -> Vec<(&'static str, String, Option<EngineEvent>)> {
             r#"{"type":"error","error":"boom"}"#.into(),
             Some(EngineEvent::Error {
                 code: None,
-                message: String::new(),
+                message: "".into(),
                 fatal: false,
             }),
         ),
@@ -356,7 +368,7 @@ fn realtime_corpus() -> Vec<(&'static str, String, Option<EngineEvent>)> {
             r#"{"type":"error","error":{"code":"SESSION_EXPIRED"}}"#.into(),
             Some(EngineEvent::Error {
                 code: Some("SESSION_EXPIRED".into()),
-                message: String::new(),
+                message: "".into(),
                 fatal: false,
             }),
         ),
@@ -364,25 +376,25 @@ fn realtime_corpus() -> Vec<(&'static str, String, Option<EngineEvent>)> {
             "response.done with a null response",
             r#"{"type":"response.done","response":null}"#.into(),
             Some(EngineEvent::ResponseDone {
-                response_id: String::new(),
-                status: String::new(),
+                response_id: "".into(),
+                status: "".into(),
             }),
         ),
         (
             "function call with object arguments (dispatched as invalid arguments)",
             r#"{"type":"response.function_call_arguments.done","call_id":"c","name":"t","arguments":{"a":1}}"#.into(),
             Some(EngineEvent::FunctionCall {
-                response_id: String::new(),
+                response_id: "".into(),
                 call_id: "c".into(),
                 name: "t".into(),
-                arguments: String::new(),
+                arguments: "".into(),
             }),
         ),
         (
             "response.created without a response",
             r#"{"type":"response.created"}"#.into(),
             Some(EngineEvent::ResponseStarted {
-                response_id: String::new(),
+                response_id: "".into(),
             }),
         ),
         (
@@ -391,13 +403,23 @@ fn realtime_corpus() -> Vec<(&'static str, String, Option<EngineEvent>)> {
             None,
         ),
         (
-            "nesting beyond the recursion limit",
+            "deep nesting (skipped without recursion)",
             format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+            Some(EngineEvent::Ignored),
+        ),
+        (
+            "unbalanced deep nesting",
+            format!("{}{}", "[".repeat(100_000), "]".repeat(99_999)),
             None,
         ),
         (
-            "float out of f64 range",
+            "float out of f64 range in a key patter does not read",
             r#"{"type":"session.updated","x":1e999}"#.into(),
+            Some(EngineEvent::SessionUpdated),
+        ),
+        (
+            "float out of f64 range where patter reads a string",
+            r#"{"type":"response.output_audio.delta","delta":1e999}"#.into(),
             None,
         ),
     ]

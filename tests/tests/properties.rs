@@ -148,7 +148,8 @@ proptest! {
 
     #[test]
     fn media_parse_never_panics_on_json_objects_and_ignores_layout(v in tagged_object("event")) {
-        let compact = media::parse(&v.to_string()).ok();
+        let compact_text = v.to_string();
+        let compact = media::parse(&compact_text).ok();
         let pretty = serde_json::to_string_pretty(&v).expect("serialise");
         prop_assert_eq!(&compact, &media::parse(&pretty).ok());
         if let Some(Inbound::Media { media }) = compact {
@@ -164,12 +165,13 @@ proptest! {
         extra in json_value(),
     ) {
         let frame = serde_json::json!({ "event": name, "extra": extra });
-        prop_assert_eq!(media::parse(&frame.to_string()).ok(), Some(Inbound::Unknown));
+        let frame = frame.to_string();
+        prop_assert_eq!(media::parse(&frame).ok(), Some(Inbound::Unknown));
     }
 
     #[test]
     fn timestamps_are_parsed_exactly_or_not_at_all(n in any::<u64>(), junk in text(8)) {
-        let media = |t: String| Media { track: None, timestamp: Some(t), payload: String::new() };
+        let media = |t: String| Media { track: None, timestamp: Some(t.into()), payload: "".into() };
         prop_assert_eq!(media(n.to_string()).timestamp_ms(), Some(n));
         prop_assert_eq!(media(format!(" {n}\t")).timestamp_ms(), Some(n));
         let with_junk = format!("{n}{junk}");

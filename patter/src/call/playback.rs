@@ -19,10 +19,32 @@ struct Item {
 
 #[derive(Debug)]
 struct PendingMark {
-    name: String,
+    id: u64,
     /// The item's audio up to this mark, in ms.
     end_ms: u64,
     same_item: bool,
+}
+
+/// A mark patter sends after a chunk of agent audio; named `p<n>` on the wire, so an echo
+/// is matched by number, with nothing allocated per chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MarkId(u64);
+
+impl MarkId {
+    fn parse(name: &str) -> Option<MarkId> {
+        let digits = name.strip_prefix('p')?;
+        // Only the canonical form patter writes: no sign, no leading zero.
+        if digits.starts_with(['0', '+']) {
+            return None;
+        }
+        digits.parse().ok().map(MarkId)
+    }
+}
+
+impl std::fmt::Display for MarkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "p{}", self.0)
+    }
 }
 
 /// The playback state of one call.
@@ -40,9 +62,9 @@ impl Playback {
         self.latest_inbound_ts = self.latest_inbound_ts.max(timestamp_ms);
     }
 
-    /// Records `mulaw_bytes` of `item_id` forwarded to Twilio; returns the name of the mark
-    /// to send after it.
-    pub(crate) fn on_forwarded(&mut self, item_id: &str, mulaw_bytes: usize) -> String {
+    /// Records `mulaw_bytes` of `item_id` forwarded to Twilio; returns the mark to send
+    /// after it.
+    pub(crate) fn on_forwarded(&mut self, item_id: &str, mulaw_bytes: usize) -> MarkId {
         let is_new = self.item.as_ref().is_none_or(|i| i.id != item_id);
         if is_new {
             // Re-armed on every new item, not once per response.
@@ -62,19 +84,21 @@ impl Playback {
             end_ms = item.sent_bytes / MULAW_BYTES_PER_MS;
         }
         self.next_mark += 1;
-        let name = format!("p{}", self.next_mark);
         self.pending.push_back(PendingMark {
-            name: name.clone(),
+            id: self.next_mark,
             end_ms,
             same_item: true,
         });
-        name
+        MarkId(self.next_mark)
     }
 
     /// Twilio echoed mark `name`: the audio before it has played. Unknown names (marks
     /// flushed by a `clear`, or never sent) are ignored.
     pub(crate) fn on_mark(&mut self, name: &str) {
-        let Some(index) = self.pending.iter().position(|m| m.name == name) else {
+        let Some(MarkId(id)) = MarkId::parse(name) else {
+            return;
+        };
+        let Some(index) = self.pending.iter().position(|m| m.id == id) else {
             return;
         };
         // Marks come back in order; anything before this one has played too.
@@ -141,11 +165,11 @@ mod tests {
         let mut p = Playback::default();
         let first = p.on_forwarded("item_a", 1600); // 200 ms, no inbound clock yet
         let second = p.on_forwarded("item_a", 1600); // 400 ms
-        p.on_mark(&first);
+        p.on_mark(&first.to_string());
         assert_eq!(p.pending_marks(), 1);
         let mut q = Playback::default();
         let only = q.on_forwarded("item_b", 800);
-        q.on_mark(&only);
+        q.on_mark(&only.to_string());
         assert_eq!(q.barge_in(), None, "everything played");
         assert_eq!(p.barge_in(), Some(("item_a".into(), 200)));
         let _ = second;
@@ -168,7 +192,7 @@ mod tests {
         p.on_mark("never-sent");
         let name = p.on_forwarded("item_a", 80);
         assert_eq!(p.barge_in().map(|(id, _)| id), Some("item_a".into()));
-        p.on_mark(&name); // echoed by the clear: ignored
+        p.on_mark(&name.to_string()); // echoed by the clear: ignored
         assert_eq!(p.pending_marks(), 0);
     }
 }

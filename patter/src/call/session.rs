@@ -5,11 +5,13 @@
 //! barge-in keep flowing while they work.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message as TwilioMessage, Utf8Bytes, WebSocket};
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
@@ -166,6 +168,12 @@ struct Speaking {
     pending_marks: usize,
 }
 
+/// Nothing playing, nothing pending.
+const QUIET: Speaking = Speaking {
+    response_active: false,
+    pending_marks: 0,
+};
+
 /// One live call.
 struct CallSession {
     app: Arc<App>,
@@ -187,6 +195,13 @@ struct CallSession {
     started: Instant,
     upsampler: Upsampler,
     downsampler: Downsampler,
+    /// Reused buffers for transcoding: decoded audio, and audio in the other format.
+    scratch: Vec<u8>,
+    converted: Vec<u8>,
+    /// Reused buffer for the name of the next mark.
+    mark_name: String,
+    /// What `speaking` last published.
+    spoken: Speaking,
     malformed_frames: u64,
     /// Set when patter itself ends the call (time limit, shutdown): the agent says goodbye,
     /// then the call is hung up.
@@ -288,15 +303,16 @@ impl CallSession {
             responses: HashMap::new(),
             active_responses: HashSet::new(),
             jobs: JoinSet::new(),
-            speaking: watch::Sender::new(Speaking {
-                response_active: false,
-                pending_marks: 0,
-            }),
+            speaking: watch::Sender::new(QUIET),
+            spoken: QUIET,
             transcript: Vec::new(),
             tool_calls: Vec::new(),
             started,
             upsampler: Upsampler::default(),
             downsampler: Downsampler::default(),
+            scratch: Vec::new(),
+            converted: Vec::new(),
+            mark_name: String::new(),
             malformed_frames: 0,
             closing: None,
         };
@@ -434,13 +450,14 @@ impl CallSession {
             // The same base64 string goes on: no decode, no transcode.
             AudioFormat::Pcmu => realtime::append_audio(payload),
             AudioFormat::Pcm24k => {
-                let Ok(mulaw) = base64::engine::general_purpose::STANDARD.decode(payload) else {
+                self.scratch.clear();
+                if BASE64.decode_vec(payload, &mut self.scratch).is_err() {
                     self.malformed_frames += 1;
                     return None;
-                };
-                let mut pcm = Vec::with_capacity(mulaw.len() * 6);
-                self.upsampler.process(&mulaw, &mut pcm);
-                realtime::append_audio(&base64::engine::general_purpose::STANDARD.encode(pcm))
+                }
+                self.converted.clear();
+                self.upsampler.process(&self.scratch, &mut self.converted);
+                realtime::append_audio_encoded(&self.converted)
             }
         };
         self.send_engine(message).await
@@ -472,16 +489,17 @@ impl CallSession {
         }
     }
 
-    fn publish_speaking(&self) {
+    /// Tells `end_call`/`transfer_call` whether the agent is still speaking; the channel is
+    /// only touched when that changes, not on every chunk.
+    fn publish_speaking(&mut self) {
         let now = Speaking {
             response_active: !self.active_responses.is_empty(),
             pending_marks: self.playback.pending_marks(),
         };
-        self.speaking.send_if_modified(|s| {
-            let changed = *s != now;
-            *s = now;
-            changed
-        });
+        if now != self.spoken {
+            self.spoken = now;
+            self.speaking.send_replace(now);
+        }
     }
 
     async fn on_engine(
@@ -532,7 +550,7 @@ impl CallSession {
                 if let Some(closing) = &mut self.closing {
                     closing.spoke = true;
                 }
-                self.active_responses.insert(response_id);
+                self.active_responses.insert(response_id.into_owned());
                 self.publish_speaking();
                 None
             }
@@ -546,27 +564,32 @@ impl CallSession {
                 name,
                 arguments,
             } => {
-                self.start_tool(response_id, call_id, name, arguments);
+                self.start_tool(
+                    response_id.into_owned(),
+                    call_id.into_owned(),
+                    name.into_owned(),
+                    arguments.into_owned(),
+                );
                 None
             }
             EngineEvent::ResponseDone {
                 response_id,
                 status,
             } => {
-                debug!(response_id, status, "response done");
-                self.active_responses.remove(&response_id);
+                debug!(%response_id, %status, "response done");
+                self.active_responses.remove(&*response_id);
                 self.publish_speaking();
-                if let Some(entry) = self.responses.get_mut(&response_id) {
+                if let Some(entry) = self.responses.get_mut(&*response_id) {
                     entry.done = true;
                 }
                 self.continue_after_tools(&response_id).await
             }
             EngineEvent::UserTranscript { text } => {
-                self.record(Role::Caller, text);
+                self.record(Role::Caller, text.into_owned());
                 None
             }
             EngineEvent::AgentTranscript { text } => {
-                self.record(Role::Agent, text);
+                self.record(Role::Agent, text.into_owned());
                 None
             }
             EngineEvent::Error {
@@ -576,11 +599,13 @@ impl CallSession {
             } => {
                 let code = code.unwrap_or_default();
                 if fatal {
-                    error!(code, message, "engine error; ending the call");
-                    return Some(Ending::hanging_up(EndReason::EngineError { message }));
+                    error!(%code, %message, "engine error; ending the call");
+                    return Some(Ending::hanging_up(EndReason::EngineError {
+                        message: message.into_owned(),
+                    }));
                 }
                 // conversation_already_has_active_response and friends: logged, not fatal.
-                warn!(code, message, "engine error");
+                warn!(%code, %message, "engine error");
                 None
             }
             EngineEvent::Ignored => None,
@@ -593,27 +618,30 @@ impl CallSession {
             warn!("engine audio that is not base64 dropped");
             return None;
         }
-        let (payload, mulaw_bytes) = match self.audio {
-            AudioFormat::Pcmu => (None, media::decoded_len(audio)),
+        let (media, mulaw_bytes) = match self.audio {
+            AudioFormat::Pcmu => (self.out.media(audio), media::decoded_len(audio)),
             AudioFormat::Pcm24k => {
-                let Ok(pcm) = base64::engine::general_purpose::STANDARD.decode(audio) else {
+                self.scratch.clear();
+                if BASE64.decode_vec(audio, &mut self.scratch).is_err() {
                     return None;
-                };
-                let mut mulaw = Vec::with_capacity(pcm.len() / 6 + 1);
-                self.downsampler.process(&pcm, &mut mulaw);
-                let len = mulaw.len();
+                }
+                self.converted.clear();
+                self.downsampler.process(&self.scratch, &mut self.converted);
                 (
-                    Some(base64::engine::general_purpose::STANDARD.encode(mulaw)),
-                    len,
+                    self.out.media_encoded(&self.converted),
+                    self.converted.len(),
                 )
             }
         };
-        let media = self.out.media(payload.as_deref().unwrap_or(audio));
-        if let Some(end) = self.send_twilio(media).await {
-            return Some(end);
-        }
         let mark = self.playback.on_forwarded(item_id, mulaw_bytes);
-        let mark = self.out.mark(&mark);
+        self.mark_name.clear();
+        let _ = write!(self.mark_name, "{mark}");
+        let mark = self.out.mark(&self.mark_name);
+        // Audio and its mark leave in one write.
+        if let Err(e) = self.twilio.feed(TwilioMessage::Text(media.into())).await {
+            warn!(error = %e, "Twilio socket failed");
+            return Some(Ending::new(EndReason::StreamClosed));
+        }
         let end = self.send_twilio(mark).await;
         self.publish_speaking();
         end
@@ -699,7 +727,7 @@ impl CallSession {
                 result,
             } => match result {
                 Ok(()) => {
-                    if let Some(entry) = self.responses.get_mut(&response_id) {
+                    if let Some(entry) = self.responses.get_mut(&*response_id) {
                         entry.settled = true;
                         entry.outstanding = entry.outstanding.saturating_sub(1);
                     }

@@ -3,6 +3,8 @@
 
 pub mod openai_realtime;
 
+use std::borrow::Cow;
+
 use crate::tool::ToolDefinition;
 
 /// The audio format between patter and the engine.
@@ -30,61 +32,62 @@ pub struct EngineSetup {
     pub tools: Vec<ToolDefinition>,
 }
 
-/// Something the engine said, in patter's terms.
+/// Something the engine said, in patter's terms, borrowing its strings from the event's
+/// text where it can (an audio delta is relayed without a copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EngineEvent {
+pub enum EngineEvent<'a> {
     /// The session accepted its configuration.
     SessionUpdated,
     /// A response started.
     ResponseStarted {
         /// Its id.
-        response_id: String,
+        response_id: Cow<'a, str>,
     },
     /// A chunk of agent audio, base64 in the session's format.
     Audio {
         /// The response it belongs to.
-        response_id: String,
+        response_id: Cow<'a, str>,
         /// The assistant item it belongs to.
-        item_id: String,
+        item_id: Cow<'a, str>,
         /// Base64 audio.
-        audio: String,
+        audio: Cow<'a, str>,
     },
     /// The caller started speaking.
     SpeechStarted,
     /// The model wants a tool called.
     FunctionCall {
         /// The response it belongs to.
-        response_id: String,
+        response_id: Cow<'a, str>,
         /// The engine's id of this call.
-        call_id: String,
+        call_id: Cow<'a, str>,
         /// The tool's name.
-        name: String,
+        name: Cow<'a, str>,
         /// JSON arguments, as text.
-        arguments: String,
+        arguments: Cow<'a, str>,
     },
     /// A response finished.
     ResponseDone {
         /// Its id.
-        response_id: String,
+        response_id: Cow<'a, str>,
         /// `completed`, `cancelled`, `failed`, `incomplete`.
-        status: String,
+        status: Cow<'a, str>,
     },
     /// What the caller said, transcribed.
     UserTranscript {
         /// The text.
-        text: String,
+        text: Cow<'a, str>,
     },
     /// What the agent said.
     AgentTranscript {
         /// The text.
-        text: String,
+        text: Cow<'a, str>,
     },
     /// The engine reported an error.
     Error {
         /// The error code, if any.
-        code: Option<String>,
+        code: Option<Cow<'a, str>>,
         /// The message.
-        message: String,
+        message: Cow<'a, str>,
         /// Whether the session cannot go on.
         fatal: bool,
     },

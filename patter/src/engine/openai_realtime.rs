@@ -1,7 +1,12 @@
 //! OpenAI Realtime (GA): the WebSocket client and the GA message shapes.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -100,9 +105,21 @@ pub fn session_update(setup: &EngineSetup) -> String {
     .to_string()
 }
 
+const APPEND_HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
+const APPEND_TAIL: &str = r#""}"#;
+
 /// Caller audio. `audio` is base64 (checked by the caller), so it needs no escaping.
 pub fn append_audio(audio: &str) -> String {
-    format!(r#"{{"type":"input_audio_buffer.append","audio":"{audio}"}}"#)
+    let mut out = String::with_capacity(APPEND_HEAD.len() + audio.len() + APPEND_TAIL.len());
+    out.push_str(APPEND_HEAD);
+    out.push_str(audio);
+    out.push_str(APPEND_TAIL);
+    out
+}
+
+/// Caller audio given as raw bytes, base64-encoded straight into the message.
+pub fn append_audio_encoded(audio: &[u8]) -> String {
+    crate::util::base64_message(APPEND_HEAD, audio, APPEND_TAIL)
 }
 
 /// A tool's result.
@@ -151,60 +168,231 @@ const FATAL_CODES: &[&str] = &[
     "model_not_found",
 ];
 
-fn text(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Reads one server event. Malformed JSON is an error; unknown events are `Ignored`.
-pub fn parse_event(raw: &str) -> Result<EngineEvent, serde_json::Error> {
-    let v: Value = serde_json::from_str(raw)?;
-    let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
-    Ok(match kind {
+/// Reads one server event. Malformed JSON is an error; unknown events are `Ignored`, and a
+/// field of the wrong type reads as empty. Only the fields patter acts on are read; the rest
+/// of the event is skipped without being built, and strings borrow from `raw`.
+pub fn parse_event(raw: &str) -> Result<EngineEvent<'_>, serde_json::Error> {
+    fn text(field: Option<Cow<'_, str>>) -> Cow<'_, str> {
+        field.unwrap_or_default()
+    }
+    let Object(v) = serde_json::from_str::<Object<RawEvent<'_>>>(raw)?;
+    Ok(match v.kind.as_deref().unwrap_or_default() {
         "session.updated" => EngineEvent::SessionUpdated,
         "response.created" => EngineEvent::ResponseStarted {
-            response_id: v.get("response").map(|r| text(r, "id")).unwrap_or_default(),
+            response_id: text(v.response.id),
         },
-        "response.output_audio.delta" => match v.get("delta").and_then(Value::as_str) {
-            Some(delta) => EngineEvent::Audio {
-                response_id: text(&v, "response_id"),
-                item_id: text(&v, "item_id"),
-                audio: delta.to_owned(),
+        "response.output_audio.delta" => match v.delta {
+            Some(audio) => EngineEvent::Audio {
+                response_id: text(v.response_id),
+                item_id: text(v.item_id),
+                audio,
             },
             None => EngineEvent::Ignored,
         },
         "input_audio_buffer.speech_started" => EngineEvent::SpeechStarted,
         "response.function_call_arguments.done" => EngineEvent::FunctionCall {
-            response_id: text(&v, "response_id"),
-            call_id: text(&v, "call_id"),
-            name: text(&v, "name"),
-            arguments: text(&v, "arguments"),
+            response_id: text(v.response_id),
+            call_id: text(v.call_id),
+            name: text(v.name),
+            arguments: text(v.arguments),
         },
-        "response.done" => {
-            let response = v.get("response").cloned().unwrap_or_default();
-            EngineEvent::ResponseDone {
-                response_id: text(&response, "id"),
-                status: text(&response, "status"),
-            }
-        }
+        "response.done" => EngineEvent::ResponseDone {
+            response_id: text(v.response.id),
+            status: text(v.response.status),
+        },
         "conversation.item.input_audio_transcription.completed" => EngineEvent::UserTranscript {
-            text: text(&v, "transcript"),
+            text: text(v.transcript),
         },
         "response.output_audio_transcript.done" => EngineEvent::AgentTranscript {
-            text: text(&v, "transcript"),
+            text: text(v.transcript),
         },
         "error" => {
-            let error = v.get("error").cloned().unwrap_or_default();
-            let code = error.get("code").and_then(Value::as_str).map(str::to_owned);
-            let fatal = code.as_deref().is_some_and(|c| FATAL_CODES.contains(&c));
+            let fatal = v
+                .error
+                .code
+                .as_deref()
+                .is_some_and(|c| FATAL_CODES.contains(&c));
             EngineEvent::Error {
-                code,
-                message: text(&error, "message"),
+                code: v.error.code,
+                message: text(v.error.message),
                 fatal,
             }
         }
         _ => EngineEvent::Ignored,
     })
+}
+
+/// The top-level fields of a server event that patter reads.
+#[derive(Default)]
+struct RawEvent<'a> {
+    kind: Option<Cow<'a, str>>,
+    delta: Option<Cow<'a, str>>,
+    response_id: Option<Cow<'a, str>>,
+    item_id: Option<Cow<'a, str>>,
+    call_id: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    arguments: Option<Cow<'a, str>>,
+    transcript: Option<Cow<'a, str>>,
+    response: Nested<'a>,
+    error: Nested<'a>,
+}
+
+/// The fields patter reads of the `response` and `error` objects.
+#[derive(Default)]
+struct Nested<'a> {
+    id: Option<Cow<'a, str>>,
+    status: Option<Cow<'a, str>>,
+    code: Option<Cow<'a, str>>,
+    message: Option<Cow<'a, str>>,
+}
+
+/// A string, borrowed when it has no escapes; any other JSON value reads as `None`.
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|()| Text(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map).map(|()| Text(None))
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// A JSON object read key by key into `Self`; other keys are skipped unbuilt.
+trait Fields<'de>: Default {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+}
+
+impl<'de> Fields<'de> for RawEvent<'de> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        let slot = match key {
+            "type" => &mut self.kind,
+            "delta" => &mut self.delta,
+            "response_id" => &mut self.response_id,
+            "item_id" => &mut self.item_id,
+            "call_id" => &mut self.call_id,
+            "name" => &mut self.name,
+            "arguments" => &mut self.arguments,
+            "transcript" => &mut self.transcript,
+            "response" => {
+                self.response = map.next_value::<Object<Nested<'de>>>()?.0;
+                return Ok(());
+            }
+            "error" => {
+                self.error = map.next_value::<Object<Nested<'de>>>()?.0;
+                return Ok(());
+            }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+                return Ok(());
+            }
+        };
+        *slot = map.next_value::<Text<'de>>()?.0;
+        Ok(())
+    }
+}
+
+impl<'de> Fields<'de> for Nested<'de> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        let slot = match key {
+            "id" => &mut self.id,
+            "status" => &mut self.status,
+            "code" => &mut self.code,
+            "message" => &mut self.message,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+                return Ok(());
+            }
+        };
+        *slot = map.next_value::<Text<'de>>()?.0;
+        Ok(())
+    }
+}
+
+/// An object read through [`Fields`]; any other JSON value reads as `T::default()`.
+struct Object<T>(T);
+
+impl<'de, T: Fields<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Fields<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut value = T::default();
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    value.field(key.as_deref().unwrap_or_default(), &mut map)?;
+                }
+                Ok(Object(value))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|()| Object(T::default()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Object(T::default()))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Object(T::default()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Object(T::default()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Object(T::default()))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Object(T::default()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Object(T::default()))
+            }
+        }
+        deserializer.deserialize_any(ObjectVisitor(PhantomData))
+    }
 }

@@ -1,14 +1,17 @@
 //! Media Streams WebSocket messages (Twilio → patter and back), parsed leniently: unknown
 //! events and unknown keys are accepted, and numbers arrive as strings.
+//!
+//! Parsing borrows from the frame's text: a media frame's payload is relayed as the very
+//! string Twilio sent, with no copy (it is base64, so it never holds a JSON escape).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// One message from Twilio.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "event", rename_all = "lowercase")]
-pub enum Inbound {
+/// One message from Twilio, borrowing its strings from the frame's text where it can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound<'a> {
     /// The socket is up (first message).
     Connected {},
     /// The stream started: ids and the call's custom parameters.
@@ -19,12 +22,12 @@ pub enum Inbound {
     /// Caller audio.
     Media {
         /// The audio chunk.
-        media: Media,
+        media: Media<'a>,
     },
     /// A mark patter sent has been reached in playback (or flushed by `clear`).
     Mark {
         /// The mark.
-        mark: Mark,
+        mark: Mark<'a>,
     },
     /// The caller pressed a key.
     Dtmf {
@@ -34,7 +37,6 @@ pub enum Inbound {
     /// The stream ended (last message).
     Stop {},
     /// Any event this version does not know.
-    #[serde(other)]
     Unknown,
 }
 
@@ -56,18 +58,19 @@ pub struct Start {
 
 /// `media` body.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Media {
+pub struct Media<'a> {
     /// `inbound` for caller audio.
-    #[serde(default)]
-    pub track: Option<String>,
+    #[serde(default, borrow)]
+    pub track: Option<Cow<'a, str>>,
     /// Milliseconds since the stream started, as a string.
-    #[serde(default)]
-    pub timestamp: Option<String>,
+    #[serde(default, borrow)]
+    pub timestamp: Option<Cow<'a, str>>,
     /// Base64 μ-law 8 kHz mono.
-    pub payload: String,
+    #[serde(borrow)]
+    pub payload: Cow<'a, str>,
 }
 
-impl Media {
+impl Media<'_> {
     /// The timestamp in milliseconds, if it is a number.
     pub fn timestamp_ms(&self) -> Option<u64> {
         self.timestamp.as_deref()?.trim().parse().ok()
@@ -76,9 +79,10 @@ impl Media {
 
 /// `mark` body.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Mark {
+pub struct Mark<'a> {
     /// The name patter gave it.
-    pub name: String,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
 }
 
 /// `dtmf` body.
@@ -88,9 +92,46 @@ pub struct Dtmf {
     pub digit: String,
 }
 
-/// Parses one text frame.
-pub fn parse(text: &str) -> Result<Inbound, serde_json::Error> {
-    serde_json::from_str(text)
+/// A frame as it is on the wire: the event name and whichever known bodies it carries. A
+/// flat struct rather than a tagged enum, because serde buffers a tagged enum's whole content
+/// before it looks at the tag; this reads each media frame in one pass without allocating.
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(default)]
+    start: Option<Start>,
+    #[serde(default, borrow)]
+    media: Option<Media<'a>>,
+    #[serde(default, borrow)]
+    mark: Option<Mark<'a>>,
+    #[serde(default)]
+    dtmf: Option<Dtmf>,
+}
+
+/// Parses one text frame. A known event must carry its body; a known body key must have its
+/// documented shape whatever the event.
+pub fn parse(text: &str) -> Result<Inbound<'_>, serde_json::Error> {
+    use serde::de::Error as _;
+    let frame: Frame<'_> = serde_json::from_str(text)?;
+    let missing = serde_json::Error::missing_field;
+    Ok(match &*frame.event {
+        "connected" => Inbound::Connected {},
+        "start" => Inbound::Start {
+            start: frame.start.ok_or_else(|| missing("start"))?,
+        },
+        "media" => Inbound::Media {
+            media: frame.media.ok_or_else(|| missing("media"))?,
+        },
+        "mark" => Inbound::Mark {
+            mark: frame.mark.ok_or_else(|| missing("mark"))?,
+        },
+        "dtmf" => Inbound::Dtmf {
+            dtmf: frame.dtmf.ok_or_else(|| missing("dtmf"))?,
+        },
+        "stop" => Inbound::Stop {},
+        _ => Inbound::Unknown,
+    })
 }
 
 /// Whether `text` is non-empty, canonical standard base64, checked without decoding: the
@@ -132,35 +173,73 @@ pub fn decoded_len(text: &str) -> usize {
     (text.len() / 4 * 3).saturating_sub(padding)
 }
 
-/// Builds patter's messages to Twilio for one stream; the stream id is escaped once.
+/// Builds patter's messages to Twilio for one stream; the stream id is escaped once. Each
+/// message is written into one exactly sized string: one allocation per frame, which the
+/// socket then owns.
 #[derive(Debug, Clone)]
 pub struct Outbound {
     stream_sid_json: String,
 }
 
+const MEDIA_HEAD: &str = r#"{"event":"media","streamSid":"#;
+const MEDIA_MID: &str = r#","media":{"payload":""#;
+const MEDIA_TAIL: &str = r#""}}"#;
+const MARK_HEAD: &str = r#"{"event":"mark","streamSid":"#;
+const MARK_MID: &str = r#","mark":{"name":"#;
+const MARK_TAIL: &str = "}}";
+
 impl Outbound {
     /// For the stream `stream_sid`.
     pub fn new(stream_sid: &str) -> Self {
         Outbound {
-            stream_sid_json: serde_json::Value::from(stream_sid).to_string(),
+            stream_sid_json: json_string(stream_sid),
         }
     }
 
-    /// Agent audio; `payload` must be base64 (see [`looks_like_base64`]).
+    /// Agent audio; `payload` must be base64 (see [`looks_like_base64`]), which needs no
+    /// escaping.
     pub fn media(&self, payload: &str) -> String {
-        format!(
-            r#"{{"event":"media","streamSid":{},"media":{{"payload":"{payload}"}}}}"#,
-            self.stream_sid_json
-        )
+        let mut out = String::with_capacity(
+            MEDIA_HEAD.len()
+                + self.stream_sid_json.len()
+                + MEDIA_MID.len()
+                + payload.len()
+                + MEDIA_TAIL.len(),
+        );
+        out.push_str(MEDIA_HEAD);
+        out.push_str(&self.stream_sid_json);
+        out.push_str(MEDIA_MID);
+        out.push_str(payload);
+        out.push_str(MEDIA_TAIL);
+        out
+    }
+
+    /// Agent audio given as raw μ-law bytes, base64-encoded straight into the message.
+    pub fn media_encoded(&self, mulaw: &[u8]) -> String {
+        let mut head =
+            String::with_capacity(MEDIA_HEAD.len() + self.stream_sid_json.len() + MEDIA_MID.len());
+        head.push_str(MEDIA_HEAD);
+        head.push_str(&self.stream_sid_json);
+        head.push_str(MEDIA_MID);
+        crate::util::base64_message(&head, mulaw, MEDIA_TAIL)
     }
 
     /// A mark, echoed back once the audio before it has played.
     pub fn mark(&self, name: &str) -> String {
-        format!(
-            r#"{{"event":"mark","streamSid":{},"mark":{{"name":{}}}}}"#,
-            self.stream_sid_json,
-            serde_json::Value::from(name)
-        )
+        let mut out = String::with_capacity(
+            MARK_HEAD.len()
+                + self.stream_sid_json.len()
+                + MARK_MID.len()
+                + name.len()
+                + 2
+                + MARK_TAIL.len(),
+        );
+        out.push_str(MARK_HEAD);
+        out.push_str(&self.stream_sid_json);
+        out.push_str(MARK_MID);
+        push_json_string(&mut out, name);
+        out.push_str(MARK_TAIL);
+        out
     }
 
     /// Drops audio Twilio has buffered but not played.
@@ -169,5 +248,27 @@ impl Outbound {
             r#"{{"event":"clear","streamSid":{}}}"#,
             self.stream_sid_json
         )
+    }
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    push_json_string(&mut out, text);
+    out
+}
+
+/// Appends `text` as a JSON string literal; patter's own names need no escaping and are
+/// copied as they are.
+fn push_json_string(out: &mut String, text: &str) {
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if plain {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(text).to_string());
     }
 }
