@@ -8,12 +8,16 @@
 //! * [`fake_twilio`]: Twilio's side — request signatures, signed webhook POSTs, a fake Media
 //!   Streams client ([`MediaStream`](fake_twilio::MediaStream)) and a fake Calls REST API
 //!   ([`FakeTwilioRest`](fake_twilio::FakeTwilioRest)).
+//! * [`load`]: what the load benchmarks (`soak`, `loadgen`) share: Twilio-style call
+//!   placement, stamped caller frames, lean message shapes, process figures from `/proc`.
 //!
 //! Everything listens on or connects to `127.0.0.1` only. Every wait takes a `Duration` (or
-//! uses [`DEFAULT_TIMEOUT`]) and is woken by the event it waits for, never by polling.
+//! uses [`DEFAULT_TIMEOUT`]) and is woken by the event it waits for; only
+//! [`load::wait_until`] polls, for states that announce no event (another process's figures).
 
 pub mod fake_openai;
 pub mod fake_twilio;
+pub mod load;
 pub mod realtime_schema;
 mod signal;
 

@@ -45,27 +45,27 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use patter::{
     AgentSpec, CallContext, CallSummary, ConfigBuilder, EndReason, FnTool, Json, Limits, Patter,
     ToolSet,
 };
 use patter_tests::fake_openai as ev;
-use patter_tests::fake_twilio::{self, FakeTwilioRest};
+use patter_tests::fake_twilio::FakeTwilioRest;
+use patter_tests::load::{
+    self, CallPlan, Caller, ClientHead, FRAME_PERIOD, TwilioOut, frame_b64, health_calls, now_us,
+    read_frame, wait_until,
+};
 use patter_tests::realtime_schema::validate_client_event;
 use patter_tests::twilio_sid;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 const AUTH_TOKEN: &str = "soak_auth_token_not_a_real_one_01";
@@ -74,9 +74,6 @@ const OPENAI_KEY: &str = "sk-soak-openai-key-not-real-0123";
 const PUBLIC_URL: &str = "https://agent.example.com";
 const TOOL_NAME: &str = "soak_lookup";
 
-/// One caller frame: 20 ms of 8 kHz μ-law.
-const FRAME_BYTES: usize = 160;
-const FRAME_PERIOD: Duration = Duration::from_millis(20);
 /// The engine's clock: one agent audio delta (160 bytes) per tick while speaking.
 const ENGINE_TICK: Duration = Duration::from_millis(100);
 /// Ticks per speaking cycle, of which the first `BURST_TICKS` speak (1 s on, 1 s off).
@@ -183,13 +180,7 @@ impl Opts {
 // Shared counters
 // ---------------------------------------------------------------------------------------
 
-static START: OnceLock<Instant> = OnceLock::new();
 static PANICS: AtomicUsize = AtomicUsize::new(0);
-
-/// Microseconds since the process started: the clock stamped into every frame.
-fn now_us() -> u64 {
-    START.get_or_init(Instant::now).elapsed().as_micros() as u64
-}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -588,32 +579,10 @@ fn first_call_length(slot: usize, call_secs: u64) -> Duration {
     Duration::from_millis(half + x % (full - half + 1))
 }
 
-/// One frame: its sequence number and send time, then filler; base64.
-fn frame_b64(seq: u64, fill: u8) -> String {
-    let mut bytes = [fill; FRAME_BYTES];
-    bytes[..8].copy_from_slice(&seq.to_le_bytes());
-    bytes[8..16].copy_from_slice(&now_us().to_le_bytes());
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// A frame's sequence number and send time, if it is one of ours, unchanged.
-fn read_frame(b64: &str, fill: u8) -> Option<(u64, u64)> {
-    let mut bytes = [0u8; FRAME_BYTES + 8];
-    let n = base64::engine::general_purpose::STANDARD
-        .decode_slice(b64, &mut bytes)
-        .ok()?;
-    if n != FRAME_BYTES || bytes[16..FRAME_BYTES].iter().any(|&b| b != fill) {
-        return None;
-    }
-    let seq = u64::from_le_bytes(bytes[..8].try_into().ok()?);
-    let sent = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
-    Some((seq, sent))
-}
-
-/// The peers' WebSocket settings: a small read buffer instead of tungstenite's 128 KiB
+/// The peers' WebSocket settings: an 8 KiB read buffer instead of tungstenite's 128 KiB
 /// (which it zero-fills, so all of it is resident), so that the RSS figure is mostly patter's.
 fn peer_ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(8 * 1024)
+    load::peer_ws_config(8 * 1024)
 }
 
 const CALLER_FILL: u8 = 0xff;
@@ -622,15 +591,6 @@ const AGENT_FILL: u8 = 0x7f;
 // ---------------------------------------------------------------------------------------
 // The fake engine: a lean OpenAI Realtime GA peer that counts
 // ---------------------------------------------------------------------------------------
-
-/// The head of a client event; the hot path (`input_audio_buffer.append`) needs no more.
-#[derive(Deserialize)]
-struct ClientHead<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(default)]
-    audio: Option<&'a str>,
-}
 
 async fn engine_accept(listener: TcpListener, soak: Arc<Soak>) {
     loop {
@@ -989,325 +949,170 @@ async fn send_all(
 // The callers: lean fake Twilio Media Streams clients that count
 // ---------------------------------------------------------------------------------------
 
-/// What patter sends Twilio.
-#[derive(Deserialize)]
-struct TwilioOut<'a> {
-    event: &'a str,
-    #[serde(rename = "streamSid")]
-    stream_sid: Option<&'a str>,
-    #[serde(borrow, default)]
-    media: Option<MediaOut<'a>>,
-    #[serde(borrow, default)]
-    mark: Option<MarkOut<'a>>,
-}
-
-#[derive(Deserialize)]
-struct MediaOut<'a> {
-    payload: &'a str,
-}
-
-#[derive(Deserialize)]
-struct MarkOut<'a> {
-    name: &'a str,
-}
-
-type CallerWs = WebSocketStream<TcpStream>;
-
-/// The stream URL and `<Parameter>`s of a `<Connect><Stream>` TwiML answer.
-fn parse_twiml(twiml: &str) -> Result<(String, Vec<(String, String)>), String> {
-    if !twiml.contains("<Response><Connect><Stream url=") {
-        return Err(format!("not a <Connect><Stream> TwiML: {twiml}"));
-    }
-    let attr = |tag: &str, name: &str| -> Result<String, String> {
-        let key = format!("{name}=\"");
-        let start = tag.find(&key).ok_or_else(|| format!("no {name}"))? + key.len();
-        let end = start + tag[start..].find('"').ok_or("no closing quote")?;
-        Ok(tag[start..end]
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&"))
-    };
-    let stream_tag = &twiml[twiml.find("<Stream").ok_or("no <Stream>")?..];
-    let url = attr(stream_tag, "url")?;
-    let params = twiml
-        .split("<Parameter ")
-        .skip(1)
-        .map(|tag| Ok((attr(tag, "name")?, attr(tag, "value")?)))
-        .collect::<Result<_, String>>()?;
-    Ok((url, params))
-}
-
-struct Caller {
-    ws: CallerWs,
-    call_sid: String,
-    stream_sid: String,
-    account_sid: String,
-    seq: u64,
-    chunk: u64,
-}
-
 /// Places generation `generation` of slot `slot`'s calls as Twilio does: signed voice
 /// webhook, TwiML, signed stream upgrade, `connected`, `start` with the TwiML's parameters.
 async fn place_call(slot: usize, generation: u64, base: &str) -> Result<Caller, String> {
-    let call_sid = call_sid_of(slot, generation);
-    let account_sid = twilio_sid("AC", 0xacc);
-    let (status, content_type, twiml) = fake_twilio::post_voice_webhook(
+    load::place_call(CallPlan {
         base,
-        PUBLIC_URL,
-        AUTH_TOKEN,
-        &[
-            ("CallSid", &call_sid),
-            ("AccountSid", &account_sid),
-            ("From", "+15550111"),
-            ("To", "+15550100"),
-            ("CallStatus", "ringing"),
-            ("Direction", "inbound"),
-            ("ApiVersion", "2010-04-01"),
-        ],
-    )
-    .await;
-    if status != 200 || !content_type.starts_with("text/xml") {
-        return Err(format!("voice webhook: {status} {content_type} {twiml}"));
-    }
-    let (signed_url, params) = parse_twiml(&twiml)?;
-    let ws_url = format!("{}/twilio/stream", base.replace("http://", "ws://"));
-    let mut request = ws_url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| e.to_string())?;
-    let signature = fake_twilio::signature(AUTH_TOKEN, &signed_url, &[]);
-    request.headers_mut().insert(
-        "X-Twilio-Signature",
-        HeaderValue::from_str(&signature).map_err(|e| e.to_string())?,
-    );
-    let authority = base.trim_start_matches("http://");
-    let tcp = tokio::time::timeout(SETTLE, TcpStream::connect(authority))
-        .await
-        .map_err(|_| "stream connect timed out".to_owned())?
-        .map_err(|e| format!("stream connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let (ws, _) = tokio::time::timeout(
-        SETTLE,
-        tokio_tungstenite::client_async_with_config(request, tcp, Some(peer_ws_config())),
-    )
+        public_url: PUBLIC_URL,
+        auth_token: AUTH_TOKEN,
+        call_sid: call_sid_of(slot, generation),
+        stream_sid: stream_sid_of(slot, generation),
+        account_sid: twilio_sid("AC", 0xacc),
+        ws_config: peer_ws_config(),
+        timeout: SETTLE,
+    })
     .await
-    .map_err(|_| "stream upgrade timed out".to_owned())?
-    .map_err(|e| format!("stream upgrade: {e}"))?;
-    let stream_sid = stream_sid_of(slot, generation);
-    let mut caller = Caller {
-        ws,
-        call_sid,
-        stream_sid,
-        account_sid,
-        seq: 0,
-        chunk: 0,
-    };
-    caller
-        .send(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}).to_string())
-        .await?;
-    let custom: serde_json::Map<String, Value> = params
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    caller.seq += 1;
-    let start = json!({
-        "event": "start",
-        "sequenceNumber": caller.seq.to_string(),
-        "streamSid": caller.stream_sid,
-        "start": {
-            "accountSid": caller.account_sid,
-            "streamSid": caller.stream_sid,
-            "callSid": caller.call_sid,
-            "tracks": ["inbound"],
-            "customParameters": custom,
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
-        }
-    });
-    caller.send(start.to_string()).await?;
-    Ok(caller)
 }
 
-impl Caller {
-    async fn send(&mut self, text: String) -> Result<(), String> {
-        self.ws
-            .send(Message::text(text))
-            .await
-            .map_err(|e| format!("{}: send failed: {e}", self.call_sid))
-    }
-
-    fn media(&mut self, payload: &str) -> String {
-        self.seq += 1;
-        self.chunk += 1;
-        format!(
-            r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{}","media":{{"track":"inbound","chunk":"{}","timestamp":"{}","payload":"{payload}"}}}}"#,
-            self.seq,
-            self.stream_sid,
-            self.chunk,
-            self.chunk * FRAME_PERIOD.as_millis() as u64,
-        )
-    }
-
-    fn mark_echo(&mut self, name: &str) -> String {
-        self.seq += 1;
-        json!({
-            "event": "mark",
-            "sequenceNumber": self.seq.to_string(),
-            "streamSid": self.stream_sid,
-            "mark": {"name": name}
-        })
-        .to_string()
-    }
-
-    fn stop(&mut self) -> String {
-        self.seq += 1;
-        json!({
-            "event": "stop",
-            "sequenceNumber": self.seq.to_string(),
-            "streamSid": self.stream_sid,
-            "stop": {"accountSid": self.account_sid, "callSid": self.call_sid}
-        })
-        .to_string()
-    }
-
-    /// Streams a frame every 20 ms, echoing marks, until it hangs up: at `hang_up` (the
-    /// engine falls silent; once what is in flight has landed the caller sends `stop`) or in
-    /// the STOP phase (`stop` at once). Then reads until patter closes the socket.
-    async fn run(mut self, soak: &Soak, stats: &CallStats, hang_up: Option<tokio::time::Instant>) {
-        let mut tick = tokio::time::interval(FRAME_PERIOD);
-        let mut streaming = true;
-        let mut hanging_up: Option<tokio::time::Instant> = None;
-        let give_up = tokio::time::sleep(Duration::from_secs(86_400));
-        tokio::pin!(give_up);
-        loop {
-            tokio::select! {
-                scheduled = tick.tick(), if streaming => {
-                    LAT_TICK.record(scheduled.elapsed().as_micros() as u64);
-                    let now = tokio::time::Instant::now();
-                    if hanging_up.is_none() && hang_up.is_some_and(|at| now >= at) {
-                        stats.quiesce.store(true, Ordering::SeqCst);
-                        hanging_up = Some(now);
-                    }
-                    // A few engine ticks first, so that a tick that began before the quiesce
-                    // has counted its delta; then wait until what is in flight has landed.
-                    let landed = hanging_up.is_some_and(|at| {
-                        let waited = now - at;
-                        if waited >= SETTLE {
-                            soak.call_failures.note(format!(
-                                "{}: agent audio or tool outputs still in flight {SETTLE:?} after hanging up",
-                                self.call_sid
-                            ));
-                            true
-                        } else {
-                            waited >= ENGINE_TICK * 3 && stats.drained()
-                        }
-                    });
-                    let text = if landed || soak.phase() == STOP {
-                        streaming = false;
-                        stats.stop_sent.store(true, Ordering::SeqCst);
-                        give_up.as_mut().reset(tokio::time::Instant::now() + SETTLE);
-                        self.stop()
-                    } else {
-                        let seq = stats.frames_sent.load(Ordering::Relaxed);
-                        let frame = frame_b64(seq, CALLER_FILL);
-                        self.media(&frame)
-                    };
-                    if let Err(e) = self.send(text).await {
-                        soak.call_failures.note(e);
-                        return;
-                    }
-                    if streaming {
-                        stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-                    }
+/// Streams a frame every 20 ms, echoing marks, until it hangs up: at `hang_up` (the
+/// engine falls silent; once what is in flight has landed the caller sends `stop`) or in
+/// the STOP phase (`stop` at once). Then reads until patter closes the socket.
+async fn run_caller(
+    mut caller: Caller,
+    soak: &Soak,
+    stats: &CallStats,
+    hang_up: Option<tokio::time::Instant>,
+) {
+    let mut tick = tokio::time::interval(FRAME_PERIOD);
+    let mut streaming = true;
+    let mut hanging_up: Option<tokio::time::Instant> = None;
+    let give_up = tokio::time::sleep(Duration::from_secs(86_400));
+    tokio::pin!(give_up);
+    loop {
+        tokio::select! {
+            scheduled = tick.tick(), if streaming => {
+                LAT_TICK.record(scheduled.elapsed().as_micros() as u64);
+                let now = tokio::time::Instant::now();
+                if hanging_up.is_none() && hang_up.is_some_and(|at| now >= at) {
+                    stats.quiesce.store(true, Ordering::SeqCst);
+                    hanging_up = Some(now);
                 }
-                incoming = self.ws.next() => match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(echo) = self.on_server_message(soak, stats, text.as_str())
-                            && let Err(e) = self.send(echo).await
-                            && streaming
-                        {
-                            soak.call_failures.note(e);
-                        }
+                // A few engine ticks first, so that a tick that began before the quiesce
+                // has counted its delta; then wait until what is in flight has landed.
+                let landed = hanging_up.is_some_and(|at| {
+                    let waited = now - at;
+                    if waited >= SETTLE {
+                        soak.call_failures.note(format!(
+                            "{}: agent audio or tool outputs still in flight {SETTLE:?} after hanging up",
+                            caller.call_sid
+                        ));
+                        true
+                    } else {
+                        waited >= ENGINE_TICK * 3 && stats.drained()
                     }
-                    Some(Ok(Message::Close(_))) => {
-                        if streaming {
-                            soak.call_failures.note(format!("{}: patter closed the stream during the run", self.call_sid));
-                            streaming = false;
-                            give_up.as_mut().reset(tokio::time::Instant::now() + SETTLE);
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        if streaming {
-                            soak.call_failures.note(format!("{}: stream failed: {e}", self.call_sid));
-                        }
-                        return;
-                    }
-                    None => return,
-                },
-                () = &mut give_up => {
-                    soak.call_failures.note(format!("{}: patter did not close the stream within {SETTLE:?} of stop", self.call_sid));
+                });
+                let text = if landed || soak.phase() == STOP {
+                    streaming = false;
+                    stats.stop_sent.store(true, Ordering::SeqCst);
+                    give_up.as_mut().reset(tokio::time::Instant::now() + SETTLE);
+                    caller.stop()
+                } else {
+                    let seq = stats.frames_sent.load(Ordering::Relaxed);
+                    let frame = frame_b64(seq, CALLER_FILL);
+                    caller.media(&frame)
+                };
+                if let Err(e) = caller.send(text).await {
+                    soak.call_failures.note(e);
                     return;
                 }
+                if streaming {
+                    stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            incoming = caller.ws.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(echo) = on_server_message(&mut caller, soak, stats, text.as_str())
+                        && let Err(e) = caller.send(echo).await
+                        && streaming
+                    {
+                        soak.call_failures.note(e);
+                    }
+                }
+                Some(Ok(Message::Close(_))) => {
+                    if streaming {
+                        soak.call_failures.note(format!("{}: patter closed the stream during the run", caller.call_sid));
+                        streaming = false;
+                        give_up.as_mut().reset(tokio::time::Instant::now() + SETTLE);
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    if streaming {
+                        soak.call_failures.note(format!("{}: stream failed: {e}", caller.call_sid));
+                    }
+                    return;
+                }
+                None => return,
+            },
+            () = &mut give_up => {
+                soak.call_failures.note(format!("{}: patter did not close the stream within {SETTLE:?} of stop", caller.call_sid));
+                return;
             }
         }
     }
+}
 
-    /// Checks one message from patter; returns the mark echo to send, if any.
-    fn on_server_message(&mut self, soak: &Soak, stats: &CallStats, text: &str) -> Option<String> {
-        let msg: TwilioOut<'_> = match serde_json::from_str(text) {
-            Ok(msg) => msg,
-            Err(e) => {
-                soak.twilio_violations
-                    .note(format!("{}: unreadable message ({e})", self.call_sid));
-                return None;
-            }
-        };
-        if msg.stream_sid != Some(self.stream_sid.as_str()) {
+/// Checks one message from patter; returns the mark echo to send, if any.
+fn on_server_message(
+    caller: &mut Caller,
+    soak: &Soak,
+    stats: &CallStats,
+    text: &str,
+) -> Option<String> {
+    let msg: TwilioOut<'_> = match serde_json::from_str(text) {
+        Ok(msg) => msg,
+        Err(e) => {
             soak.twilio_violations
-                .note(format!("{}: streamSid {:?}", self.call_sid, msg.stream_sid));
+                .note(format!("{}: unreadable message ({e})", caller.call_sid));
+            return None;
         }
-        match (msg.event, msg.media, msg.mark) {
-            ("media", Some(media), None) => {
-                let expected = stats.media_rx.fetch_add(1, Ordering::Relaxed);
-                match read_frame(media.payload, AGENT_FILL) {
-                    Some((seq, sent)) => {
-                        LAT_AGENT.record(now_us().saturating_sub(sent));
-                        if seq != expected {
-                            stats.media_bad.fetch_add(1, Ordering::Relaxed);
-                            soak.call_failures.note(format!(
-                                "{}: agent delta #{seq} arrived as media #{expected}",
-                                self.call_sid
-                            ));
-                        }
-                    }
-                    None => {
+    };
+    if msg.stream_sid != Some(caller.stream_sid.as_str()) {
+        soak.twilio_violations.note(format!(
+            "{}: streamSid {:?}",
+            caller.call_sid, msg.stream_sid
+        ));
+    }
+    match (msg.event, msg.media, msg.mark) {
+        ("media", Some(media), None) => {
+            let expected = stats.media_rx.fetch_add(1, Ordering::Relaxed);
+            match read_frame(media.payload, AGENT_FILL) {
+                Some((seq, sent)) => {
+                    LAT_AGENT.record(now_us().saturating_sub(sent));
+                    if seq != expected {
                         stats.media_bad.fetch_add(1, Ordering::Relaxed);
                         soak.call_failures.note(format!(
-                            "{}: media #{expected} is not an agent delta unchanged",
-                            self.call_sid
+                            "{}: agent delta #{seq} arrived as media #{expected}",
+                            caller.call_sid
                         ));
                     }
                 }
-                None
+                None => {
+                    stats.media_bad.fetch_add(1, Ordering::Relaxed);
+                    soak.call_failures.note(format!(
+                        "{}: media #{expected} is not an agent delta unchanged",
+                        caller.call_sid
+                    ));
+                }
             }
-            ("mark", None, Some(mark)) => {
-                stats.marks_rx.fetch_add(1, Ordering::Relaxed);
-                // Played at once: echoed as Twilio does when the audio before it is done.
-                Some(self.mark_echo(mark.name))
-            }
-            ("clear", None, None) => {
-                stats.clears_rx.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            (other, _, _) => {
-                soak.twilio_violations.note(format!(
-                    "{}: unexpected message {other}: {text}",
-                    self.call_sid
-                ));
-                None
-            }
+            None
+        }
+        ("mark", None, Some(mark)) => {
+            stats.marks_rx.fetch_add(1, Ordering::Relaxed);
+            // Played at once: echoed as Twilio does when the audio before it is done.
+            Some(caller.mark_echo(mark.name))
+        }
+        ("clear", None, None) => {
+            stats.clears_rx.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+        (other, _, _) => {
+            soak.twilio_violations.note(format!(
+                "{}: unexpected message {other}: {text}",
+                caller.call_sid
+            ));
+            None
         }
     }
 }
@@ -1331,7 +1136,7 @@ async fn slot_task(soak: Arc<Soak>, slot: usize, base: String, delay: Duration) 
         let placed = match place_call(slot, generation, &base).await {
             Ok(caller) => {
                 let hang_up = length.map(|l| tokio::time::Instant::now() + l);
-                caller.run(&soak, &stats, hang_up).await;
+                run_caller(caller, &soak, &stats, hang_up).await;
                 // Patter has closed the stream; the call is over once `on_call_end` has
                 // fired and the engine connection is closed.
                 let over = wait_until(SETTLE, || {
@@ -1371,29 +1176,12 @@ async fn slot_task(soak: Arc<Soak>, slot: usize, base: String, delay: Duration) 
 
 /// VmRSS of this process, in KiB.
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                line.strip_prefix("VmRSS:")
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
+    load::proc_status_kib("self", "VmRSS").unwrap_or(0)
 }
 
-/// CPU time of this process (user + system), from /proc/self/stat (USER_HZ = 100).
+/// CPU time of this process (user + system).
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    load::proc_cpu_time("self")
 }
 
 fn mib(kib: u64) -> String {
@@ -1416,32 +1204,6 @@ fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks()
-}
-
-async fn health_calls(base: &str) -> Result<u64, String> {
-    let (status, _, body) =
-        fake_twilio::http_request("GET", &format!("{base}/health"), &[], b"").await;
-    if status != 200 {
-        return Err(format!("GET /health: {status} {body}"));
-    }
-    let v: Value = serde_json::from_str(&body).map_err(|e| format!("GET /health: {e}"))?;
-    v["calls"]
-        .as_u64()
-        .ok_or_else(|| format!("GET /health: no calls in {body}"))
-}
-
-/// Polls `done` every 100 ms until it holds or `limit` passes; whether it held.
-async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Waits for the server's helper tasks (HTTP connections of /health …) to finish.
@@ -1491,7 +1253,8 @@ struct Goal {
 }
 
 fn main() -> ExitCode {
-    START.get_or_init(Instant::now);
+    // Starts the clock the frames are stamped with.
+    now_us();
     let opts = match Opts::parse(std::env::args().skip(1)) {
         Ok(opts) => opts,
         Err(message) => {
