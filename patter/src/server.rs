@@ -269,7 +269,7 @@ async fn stream(
     }
     let max = app.config.limits.max_ws_message_bytes;
     upgrade
-        .read_buffer_size(crate::util::WS_READ_BUFFER_BYTES)
+        .read_buffer_size(crate::util::TWILIO_READ_BUFFER_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| crate::call::session::serve_stream(app, socket))

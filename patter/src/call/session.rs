@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{Message as TwilioMessage, Utf8Bytes, WebSocket};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -43,19 +42,16 @@ const SHUTDOWN_GOODBYE: &str = "The service is restarting. In one short sentence
 /// The longest caller-supplied value put into a prompt.
 const MAX_PROMPT_VALUE_CHARS: usize = 256;
 
-type TwilioSink = SplitSink<WebSocket, TwilioMessage>;
-type TwilioStream = SplitStream<WebSocket>;
-type EngineSink = SplitSink<Socket, EngineMessage>;
-type EngineStream = SplitStream<Socket>;
-
 /// Runs one Media Streams connection from its first frame to its end.
 pub(crate) async fn serve_stream(app: Arc<App>, socket: WebSocket) {
-    let (sink, mut stream) = socket.split();
-    let start = match wait_for_start(&mut stream).await {
+    // Each socket stays whole (not split into halves behind a lock): the session's one task
+    // both reads and writes it.
+    let mut socket = socket;
+    let start = match wait_for_start(&mut socket).await {
         Ok(start) => start,
         Err(why) => {
             info!(reason = why, "stream closed before a call started");
-            close_twilio(sink).await;
+            close_twilio(socket).await;
             return;
         }
     };
@@ -67,22 +63,22 @@ pub(crate) async fn serve_stream(app: Arc<App>, socket: WebSocket) {
                 reason = why,
                 "stream refused: no valid call token; no engine session opened"
             );
-            close_twilio(sink).await;
+            close_twilio(socket).await;
             return;
         }
         let Some(_slot) = app.calls.enter() else {
             warn!("stream refused: the server is at its call limit");
-            close_twilio(sink).await;
+            close_twilio(socket).await;
             return;
         };
-        CallSession::start(app.clone(), start, sink, stream).await;
+        CallSession::start(app.clone(), start, socket).await;
     }
     .instrument(span)
     .await;
 }
 
 /// Reads frames until `start`, ignoring `connected`, stray media and malformed frames.
-async fn wait_for_start(stream: &mut TwilioStream) -> Result<Start, &'static str> {
+async fn wait_for_start(stream: &mut WebSocket) -> Result<Start, &'static str> {
     let deadline = tokio::time::sleep(START_TIMEOUT);
     tokio::pin!(deadline);
     // At most this many frames before `start`: a peer that floods never gets a session.
@@ -125,9 +121,9 @@ fn check_token(app: &App, start: &Start) -> Result<(), &'static str> {
     })
 }
 
-async fn close_twilio(mut sink: TwilioSink) {
-    let _ = sink.send(TwilioMessage::Close(None)).await;
-    let _ = sink.close().await;
+async fn close_twilio(mut socket: WebSocket) {
+    let _ = socket.send(TwilioMessage::Close(None)).await;
+    let _ = SinkExt::close(&mut socket).await;
 }
 
 /// Tools of one model response: a single `response.create` follows once the response is
@@ -160,20 +156,6 @@ enum Job {
     },
 }
 
-/// The state the session loop shares with `end_call`/`transfer_call` while they wait for the
-/// agent's last words to play.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Speaking {
-    response_active: bool,
-    pending_marks: usize,
-}
-
-/// Nothing playing, nothing pending.
-const QUIET: Speaking = Speaking {
-    response_active: false,
-    pending_marks: 0,
-};
-
 /// One live call.
 struct CallSession {
     app: Arc<App>,
@@ -181,15 +163,17 @@ struct CallSession {
     tools: ToolSet,
     audio: AudioFormat,
     first_message: Option<String>,
-    twilio: TwilioSink,
+    twilio: WebSocket,
     out: Outbound,
-    engine: EngineSink,
+    engine: Socket,
     playback: Playback,
     seen_calls: HashSet<String>,
     responses: HashMap<String, ResponseTools>,
     active_responses: HashSet<String>,
     jobs: JoinSet<Job>,
-    speaking: watch::Sender<Speaking>,
+    /// Whether the agent is still speaking (a response in progress or audio not yet played),
+    /// for `end_call`/`transfer_call`, which wait for their last words to play.
+    speaking: watch::Sender<bool>,
     transcript: Vec<TranscriptEntry>,
     tool_calls: Vec<ToolCallRecord>,
     started: Instant,
@@ -200,8 +184,6 @@ struct CallSession {
     converted: Vec<u8>,
     /// Reused buffer for the name of the next mark.
     mark_name: String,
-    /// What `speaking` last published.
-    spoken: Speaking,
     malformed_frames: u64,
     /// Set when patter itself ends the call (time limit, shutdown): the agent says goodbye,
     /// then the call is hung up.
@@ -239,7 +221,7 @@ impl Ending {
 }
 
 impl CallSession {
-    async fn start(app: Arc<App>, start: Start, twilio: TwilioSink, stream: TwilioStream) {
+    async fn start(app: Arc<App>, start: Start, twilio: WebSocket) {
         let started = Instant::now();
         let ctx = context_from_start(&start);
         info!(caller = ctx.caller(), callee = ctx.callee(), "call started");
@@ -279,8 +261,8 @@ impl CallSession {
             audio: spec.audio,
             tools: tools.definitions().cloned().collect(),
         };
-        let (engine, engine_stream) = match open_engine(&app, &engine_setup).await {
-            Ok(halves) => halves,
+        let engine = match open_engine(&app, &engine_setup).await {
+            Ok(engine) => engine,
             Err(detail) => {
                 error!(detail, "engine unavailable; ending the call");
                 close_twilio(twilio).await;
@@ -303,8 +285,7 @@ impl CallSession {
             responses: HashMap::new(),
             active_responses: HashSet::new(),
             jobs: JoinSet::new(),
-            speaking: watch::Sender::new(QUIET),
-            spoken: QUIET,
+            speaking: watch::Sender::new(false),
             transcript: Vec::new(),
             tool_calls: Vec::new(),
             started,
@@ -316,10 +297,10 @@ impl CallSession {
             malformed_frames: 0,
             closing: None,
         };
-        session.run(stream, engine_stream).await;
+        session.run().await;
     }
 
-    async fn run(mut self, mut twilio_rx: TwilioStream, mut engine_rx: EngineStream) {
+    async fn run(mut self) {
         let max_duration = tokio::time::sleep(self.app.config.limits.max_call_duration);
         tokio::pin!(max_duration);
         let mut shutdown = self.app.shutdown.clone();
@@ -328,8 +309,8 @@ impl CallSession {
         tokio::pin!(closing_deadline);
         let ending = loop {
             let step = tokio::select! {
-                frame = twilio_rx.next() => self.on_twilio(frame).await,
-                frame = engine_rx.next() => self.on_engine(frame).await,
+                frame = self.twilio.next() => self.on_twilio(frame).await,
+                frame = self.engine.next() => self.on_engine(frame).await,
                 Some(job) = self.jobs.join_next() => match job {
                     Ok(job) => self.on_job(job).await,
                     Err(e) => {
@@ -368,8 +349,7 @@ impl CallSession {
         };
         // Ending exactly once: tools stop, both sockets close, the call is hung up if needed.
         self.jobs.abort_all();
-        let _ = self.engine.send(EngineMessage::Close(None)).await;
-        let _ = self.engine.close().await;
+        let _ = self.engine.close(None).await;
         close_twilio(self.twilio).await;
         if self.malformed_frames > 0 {
             warn!(
@@ -489,17 +469,23 @@ impl CallSession {
         }
     }
 
-    /// Tells `end_call`/`transfer_call` whether the agent is still speaking; the channel is
-    /// only touched when that changes, not on every chunk.
-    fn publish_speaking(&mut self) {
-        let now = Speaking {
-            response_active: !self.active_responses.is_empty(),
-            pending_marks: self.playback.pending_marks(),
-        };
-        if now != self.spoken {
-            self.spoken = now;
-            self.speaking.send_replace(now);
+    fn is_speaking(&self) -> bool {
+        !self.active_responses.is_empty() || self.playback.pending_marks() > 0
+    }
+
+    /// Updates `speaking` for an action waiting on it. With nobody waiting (nearly always)
+    /// this is a no-op, so the audio path takes no lock; `start_action` publishes the
+    /// current state before it subscribes.
+    fn publish_speaking(&self) {
+        if self.speaking.receiver_count() == 0 {
+            return;
         }
+        let now = self.is_speaking();
+        self.speaking.send_if_modified(|s| {
+            let changed = *s != now;
+            *s = now;
+            changed
+        });
     }
 
     async fn on_engine(
@@ -807,6 +793,7 @@ impl CallSession {
     fn start_action(&mut self, response_id: String, call_id: String, action: CallAction) {
         let rest = self.app.rest();
         let call_sid = self.ctx.call_id().to_owned();
+        self.speaking.send_replace(self.is_speaking());
         let mut speaking = self.speaking.subscribe();
         let wait = self.app.config.limits.goodbye_wait;
         let span = tracing::Span::current();
@@ -814,9 +801,7 @@ impl CallSession {
             async move {
                 // The response that asked is usually still speaking its goodbye.
                 let played = tokio::time::timeout(wait, async {
-                    let _ = speaking
-                        .wait_for(|s| !s.response_active && s.pending_marks == 0)
-                        .await;
+                    let _ = speaking.wait_for(|speaking| !speaking).await;
                 })
                 .await;
                 if played.is_err() {
@@ -865,7 +850,7 @@ impl CallSession {
 }
 
 /// Connects to the engine and configures the session.
-async fn open_engine(app: &App, setup: &EngineSetup) -> Result<(EngineSink, EngineStream), String> {
+async fn open_engine(app: &App, setup: &EngineSetup) -> Result<Socket, String> {
     let limits = &app.config.limits;
     let socket = realtime::connect(
         &app.config.openai_realtime_url,
@@ -876,12 +861,12 @@ async fn open_engine(app: &App, setup: &EngineSetup) -> Result<(EngineSink, Engi
     )
     .await
     .map_err(|e| e.to_string())?;
-    let (mut engine, events) = socket.split();
+    let mut engine = socket;
     engine
         .send(EngineMessage::text(realtime::session_update(setup)))
         .await
         .map_err(|e| format!("the engine socket failed on session.update: {e}"))?;
-    Ok((engine, events))
+    Ok(engine)
 }
 
 /// Hangs up over REST if needed and fires `on_call_end`.

@@ -55,7 +55,7 @@ pub async fn connect(
     let config = WebSocketConfig::default()
         // tungstenite's default 128 KiB read buffer is zeroed on every read and stays
         // resident per call; phone-call events are small.
-        .read_buffer_size(crate::util::WS_READ_BUFFER_BYTES)
+        .read_buffer_size(crate::util::ENGINE_READ_BUFFER_BYTES)
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes));
     let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
