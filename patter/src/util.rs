@@ -1,12 +1,12 @@
 //! Small helpers shared by several modules.
 
-/// The WebSocket read buffer of the Twilio socket. Twilio's frames are a few hundred bytes,
-/// and tungstenite zeroes this much on every read attempt, so it is kept small; a larger
-/// message just takes more reads.
-pub(crate) const TWILIO_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The WebSocket read buffer of the Twilio socket. tungstenite zeroes this much on every
+/// read attempt, including each poll that finds nothing to read, so it is kept small:
+/// Twilio's frames are a few hundred bytes, and a larger message just takes more reads.
+pub(crate) const TWILIO_READ_BUFFER_BYTES: usize = 2 * 1024;
 
-/// The WebSocket read buffer of the engine socket, whose audio deltas are larger.
-pub(crate) const ENGINE_READ_BUFFER_BYTES: usize = 8 * 1024;
+/// The WebSocket read buffer of the engine socket, whose audio deltas can be larger.
+pub(crate) const ENGINE_READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// `bytes` random bytes as lower-case hex, for ids and keys.
 pub(crate) fn random_hex(bytes: usize) -> String {

@@ -303,7 +303,14 @@ impl CallSession {
     async fn run(mut self) {
         let max_duration = tokio::time::sleep(self.app.config.limits.max_call_duration);
         tokio::pin!(max_duration);
+        // One waiter for the whole call: a `wait_for` made afresh on every turn of the loop
+        // would take the server-wide channel's lock twice per audio frame.
         let mut shutdown = self.app.shutdown.clone();
+        let shutdown_signal = async move {
+            let _ = shutdown.wait_for(|&s| s).await;
+        };
+        tokio::pin!(shutdown_signal);
+        let mut shutdown_seen = false;
         // Armed when closing starts: the goodbye gets this long, then the line is cut.
         let closing_deadline = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(closing_deadline);
@@ -325,7 +332,8 @@ impl CallSession {
                     closing_deadline.as_mut().reset(tokio::time::Instant::now() + self.app.config.limits.goodbye_wait);
                     self.begin_closing(EndReason::MaxDuration, TIME_LIMIT_GOODBYE).await
                 }
-                () = async { let _ = shutdown.wait_for(|&s| s).await; }, if self.closing.is_none() => {
+                () = &mut shutdown_signal, if self.closing.is_none() && !shutdown_seen => {
+                    shutdown_seen = true;
                     info!("server shutting down; saying goodbye");
                     closing_deadline.as_mut().reset(tokio::time::Instant::now() + self.app.config.limits.goodbye_wait);
                     self.begin_closing(EndReason::Shutdown, SHUTDOWN_GOODBYE).await
