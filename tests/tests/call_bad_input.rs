@@ -328,6 +328,39 @@ async fn a_frame_over_the_message_limit_closes_the_stream_and_ends_the_call() {
 }
 
 #[tokio::test]
+async fn messages_far_larger_than_the_socket_read_buffers_are_relayed_whole() {
+    // The sockets read a few KiB at a time; a message of tens of KiB (within the message
+    // limit) arrives over many reads and is still relayed as one, byte for byte.
+    let mut h = Harness::start(agent()).await;
+    let call = h.call(110).await;
+    let conn = h.engine_conn(0).await;
+    let caller_audio = mulaw_b64(48 * 1024, 21);
+    call.stream
+        .send_media(20, &caller_audio)
+        .await
+        .expect("large media frame");
+    conn.wait_for_events(
+        |events| {
+            events
+                .iter()
+                .any(|e| e["type"] == "input_audio_buffer.append" && e["audio"] == caller_audio)
+        },
+        WAIT,
+    )
+    .await
+    .expect("the large caller frame reaches the engine whole");
+    let agent_audio = mulaw_b64(96 * 1024, 22);
+    conn.send(audio_delta("resp_big", "item_big", &agent_audio));
+    call.stream
+        .wait_for_media(1, WAIT)
+        .await
+        .expect("the large agent chunk reaches Twilio");
+    assert_eq!(call.stream.media_payloads(), [agent_audio]);
+    assert_relays(&call, &conn, 40, 23).await;
+    hang_up(&mut h, &call, &conn).await;
+}
+
+#[tokio::test]
 async fn stop_before_start_ends_cleanly_without_an_engine_session() {
     let mut h = Harness::start(agent()).await;
     let opening = Opening::new(&h, 107).await;

@@ -1455,12 +1455,16 @@ async fn run(opts: Opts) -> bool {
     let tasks_during = alive_tasks();
     let health_during = health_calls(&base).await.ok();
 
-    // Quiesce: the engine stops speaking and calling tools; wait for what is in flight.
+    // Quiesce: the engine stops speaking and calling tools; wait for what is in flight,
+    // and for a call placed just before this moment to be up and greeted (its first
+    // `response.create` seen), so that no call is cut off before patter could greet.
     soak.phase.store(QUIESCE, Ordering::SeqCst);
     let drained = wait_until(SETTLE, || {
-        soak.current_calls()
-            .iter()
-            .all(|c| !c.established.load(Ordering::SeqCst) || c.drained())
+        soak.current_calls().iter().all(|c| {
+            c.established.load(Ordering::SeqCst)
+                && c.response_creates.load(Ordering::SeqCst) > 0
+                && c.drained()
+        })
     })
     .await;
     if !drained {
