@@ -14,10 +14,10 @@
 //!   `response.output_audio.delta` (one 20 ms μ-law chunk) and a full `response.done` event.
 //! - `realtime/build_append`: writing an `input_audio_buffer.append` message.
 //! - `relay/caller_to_engine_*`, `relay/engine_to_caller_*`: one 20 ms frame relayed the way a
-//!   call session does it: parse, check the base64, (for `pcm24k`) decode, resample and
-//!   re-encode, then build the outgoing message(s). `pcmu` passes the caller's base64 through
-//!   untouched; `pcm24k` transcodes μ-law 8 kHz ⇄ PCM16 24 kHz with the session's reused
-//!   buffers and resampler state.
+//!   call session does it: the message is parsed, then converted by the session's own
+//!   `patter::call::relay::AudioRelay` (which checks the base64 and, for `pcm24k`, decodes,
+//!   resamples and re-encodes with its reused buffers and resampler state), and agent audio
+//!   gets its mark. `pcmu` passes the base64 through untouched.
 //! - `signature/validate_webhook`: checking `X-Twilio-Signature` on a voice webhook with the
 //!   form parameters Twilio posts for an inbound call; `signature/validate_stream_upgrade`:
 //!   the same for the `wss://` Media Streams upgrade, which has no parameters.
@@ -40,8 +40,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use criterion::{Criterion, Throughput, criterion_group};
 use patter::call::audio::{Downsampler, Upsampler, mulaw_encode};
-use patter::engine::EngineEvent;
+use patter::call::relay::AudioRelay;
 use patter::engine::openai_realtime::{self as realtime, parse_event};
+use patter::engine::{AudioFormat, EngineEvent};
 use patter::twilio::media::{self, Inbound, Outbound};
 use patter::twilio::signature;
 
@@ -169,88 +170,46 @@ fn realtime(c: &mut Criterion) {
     group.finish();
 }
 
-/// One 20 ms frame each way, relayed as the call session does it. `None` stands for a frame
-/// the session would drop, which these inputs never are.
+/// One 20 ms frame each way, relayed as the call session does it: the frame is parsed, then
+/// converted by the session's own `AudioRelay`, and agent audio is followed by its mark.
+/// `None` stands for a frame the session would drop, which these inputs never are.
 fn relay(c: &mut Criterion) {
-    let out = Outbound::new(STREAM_SID);
     let caller_frame = twilio_media_frame(&BASE64.encode(mulaw_frame()));
     let agent_pcmu = audio_delta_event(&BASE64.encode(mulaw_frame()));
     let agent_pcm24k = audio_delta_event(&BASE64.encode(pcm24k_frame()));
 
     let mut group = c.benchmark_group("relay");
-    group.bench_function("caller_to_engine_pcmu", |b| {
-        b.iter(|| {
-            let Ok(Inbound::Media { media }) = media::parse(black_box(&caller_frame)) else {
-                return None;
-            };
-            // The same base64 goes on to the engine: no decode, no transcode.
-            media::looks_like_base64(&media.payload).then(|| realtime::append_audio(&media.payload))
-        })
-    });
-    group.bench_function("engine_to_caller_pcmu", |b| {
-        let mut mark_name = String::new();
-        let mut next_mark = 0u64;
-        b.iter(|| {
-            let Ok(EngineEvent::Audio { item_id, audio, .. }) = parse_event(black_box(&agent_pcmu))
-            else {
-                return None;
-            };
-            if !media::looks_like_base64(&audio) {
-                return None;
-            }
-            // The session counts the μ-law bytes sent per item, to know what was heard.
-            let sent = media::decoded_len(&audio);
-            let media = out.media(&audio);
-            next_mark += 1;
-            mark_name.clear();
-            let _ = write!(mark_name, "p{next_mark}");
-            Some((media, out.mark(&mark_name), item_id, sent))
-        })
-    });
-    group.bench_function("caller_to_engine_pcm24k", |b| {
-        let mut upsampler = Upsampler::default();
-        let mut scratch = Vec::new();
-        let mut converted = Vec::new();
-        b.iter(|| {
-            let Ok(Inbound::Media { media }) = media::parse(black_box(&caller_frame)) else {
-                return None;
-            };
-            if !media::looks_like_base64(&media.payload) {
-                return None;
-            }
-            scratch.clear();
-            BASE64.decode_vec(&*media.payload, &mut scratch).ok()?;
-            converted.clear();
-            upsampler.process(&scratch, &mut converted);
-            Some(realtime::append_audio_encoded(&converted))
-        })
-    });
-    group.bench_function("engine_to_caller_pcm24k", |b| {
-        let mut downsampler = Downsampler::default();
-        let mut scratch = Vec::new();
-        let mut converted = Vec::new();
-        let mut mark_name = String::new();
-        let mut next_mark = 0u64;
-        b.iter(|| {
-            let Ok(EngineEvent::Audio { item_id, audio, .. }) =
-                parse_event(black_box(&agent_pcm24k))
-            else {
-                return None;
-            };
-            if !media::looks_like_base64(&audio) {
-                return None;
-            }
-            scratch.clear();
-            BASE64.decode_vec(&*audio, &mut scratch).ok()?;
-            converted.clear();
-            downsampler.process(&scratch, &mut converted);
-            let media = out.media_encoded(&converted);
-            next_mark += 1;
-            mark_name.clear();
-            let _ = write!(mark_name, "p{next_mark}");
-            Some((media, out.mark(&mark_name), item_id, converted.len()))
-        })
-    });
+    for (format, name, agent_event) in [
+        (AudioFormat::Pcmu, "pcmu", &agent_pcmu),
+        (AudioFormat::Pcm24k, "pcm24k", &agent_pcm24k),
+    ] {
+        group.bench_function(format!("caller_to_engine_{name}"), |b| {
+            let mut relay = AudioRelay::new(format, STREAM_SID);
+            b.iter(|| {
+                let Ok(Inbound::Media { media }) = media::parse(black_box(&caller_frame)) else {
+                    return None;
+                };
+                relay.caller_audio(&media.payload)
+            })
+        });
+        group.bench_function(format!("engine_to_caller_{name}"), |b| {
+            let mut relay = AudioRelay::new(format, STREAM_SID);
+            let mut mark_name = String::new();
+            let mut next_mark = 0u64;
+            b.iter(|| {
+                let Ok(EngineEvent::Audio { item_id, audio, .. }) =
+                    parse_event(black_box(agent_event))
+                else {
+                    return None;
+                };
+                let (media, heard) = relay.agent_audio(&audio)?;
+                next_mark += 1;
+                mark_name.clear();
+                let _ = write!(mark_name, "p{next_mark}");
+                Some((media, relay.outbound().mark(&mark_name), item_id, heard))
+            })
+        });
+    }
     group.finish();
 }
 

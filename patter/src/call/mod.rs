@@ -3,6 +3,7 @@
 
 pub mod audio;
 mod playback;
+pub mod relay;
 pub(crate) mod session;
 mod system_tools;
 

@@ -10,23 +10,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message as TwilioMessage, Utf8Bytes, WebSocket};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message as EngineMessage;
 use tracing::{Instrument, debug, error, info, warn};
 
-use super::audio::{Downsampler, Upsampler};
 use super::playback::Playback;
+use super::relay::AudioRelay;
 use super::{CallSetup, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
 use crate::agent::AgentSpec;
 use crate::engine::openai_realtime::{self as realtime, Socket};
-use crate::engine::{AudioFormat, EngineEvent, EngineSetup};
+use crate::engine::{EngineEvent, EngineSetup};
 use crate::server::App;
 use crate::tool::{CallAction, CallContext, Direction, DispatchOutcome, ToolSet};
-use crate::twilio::media::{self, Inbound, Outbound, Start};
+use crate::twilio::media::{self, Inbound, Start};
 use crate::twilio::stream_token;
 
 /// How long a new stream may take to send `start`.
@@ -161,10 +159,9 @@ struct CallSession {
     app: Arc<App>,
     ctx: CallContext,
     tools: ToolSet,
-    audio: AudioFormat,
     first_message: Option<String>,
     twilio: WebSocket,
-    out: Outbound,
+    relay: AudioRelay,
     engine: Socket,
     playback: Playback,
     seen_calls: HashSet<String>,
@@ -177,11 +174,6 @@ struct CallSession {
     transcript: Vec<TranscriptEntry>,
     tool_calls: Vec<ToolCallRecord>,
     started: Instant,
-    upsampler: Upsampler,
-    downsampler: Downsampler,
-    /// Reused buffers for transcoding: decoded audio, and audio in the other format.
-    scratch: Vec<u8>,
-    converted: Vec<u8>,
     /// Reused buffer for the name of the next mark.
     mark_name: String,
     malformed_frames: u64,
@@ -272,11 +264,10 @@ impl CallSession {
             }
         };
         let session = CallSession {
-            out: Outbound::new(&start.stream_sid),
+            relay: AudioRelay::new(spec.audio, &start.stream_sid),
             app: Arc::clone(&app),
             ctx,
             tools,
-            audio: spec.audio,
             first_message,
             twilio,
             engine,
@@ -289,10 +280,6 @@ impl CallSession {
             transcript: Vec::new(),
             tool_calls: Vec::new(),
             started,
-            upsampler: Upsampler::default(),
-            downsampler: Downsampler::default(),
-            scratch: Vec::new(),
-            converted: Vec::new(),
             mark_name: String::new(),
             malformed_frames: 0,
             closing: None,
@@ -430,23 +417,9 @@ impl CallSession {
     }
 
     async fn forward_caller_audio(&mut self, payload: &str) -> Option<Ending> {
-        if !media::looks_like_base64(payload) {
+        let Some(message) = self.relay.caller_audio(payload) else {
             self.malformed_frames += 1;
             return None;
-        }
-        let message = match self.audio {
-            // The same base64 string goes on: no decode, no transcode.
-            AudioFormat::Pcmu => realtime::append_audio(payload),
-            AudioFormat::Pcm24k => {
-                self.scratch.clear();
-                if BASE64.decode_vec(payload, &mut self.scratch).is_err() {
-                    self.malformed_frames += 1;
-                    return None;
-                }
-                self.converted.clear();
-                self.upsampler.process(&self.scratch, &mut self.converted);
-                realtime::append_audio_encoded(&self.converted)
-            }
         };
         self.send_engine(message).await
     }
@@ -607,30 +580,15 @@ impl CallSession {
     }
 
     async fn forward_agent_audio(&mut self, item_id: &str, audio: &str) -> Option<Ending> {
-        if !media::looks_like_base64(audio) {
+        let Some((media, mulaw_bytes)) = self.relay.agent_audio(audio) else {
             self.malformed_frames += 1;
             warn!("engine audio that is not base64 dropped");
             return None;
-        }
-        let (media, mulaw_bytes) = match self.audio {
-            AudioFormat::Pcmu => (self.out.media(audio), media::decoded_len(audio)),
-            AudioFormat::Pcm24k => {
-                self.scratch.clear();
-                if BASE64.decode_vec(audio, &mut self.scratch).is_err() {
-                    return None;
-                }
-                self.converted.clear();
-                self.downsampler.process(&self.scratch, &mut self.converted);
-                (
-                    self.out.media_encoded(&self.converted),
-                    self.converted.len(),
-                )
-            }
         };
         let mark = self.playback.on_forwarded(item_id, mulaw_bytes);
         self.mark_name.clear();
         let _ = write!(self.mark_name, "{mark}");
-        let mark = self.out.mark(&self.mark_name);
+        let mark = self.relay.outbound().mark(&self.mark_name);
         // Audio and its mark leave in one write.
         if let Err(e) = self.twilio.feed(TwilioMessage::Text(media.into())).await {
             warn!(error = %e, "Twilio socket failed");
@@ -644,7 +602,7 @@ impl CallSession {
     async fn barge_in(&mut self) -> Option<Ending> {
         let truncate = self.playback.barge_in();
         self.publish_speaking();
-        let clear = self.out.clear();
+        let clear = self.relay.outbound().clear();
         if let Some(end) = self.send_twilio(clear).await {
             return Some(end);
         }
