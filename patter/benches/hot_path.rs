@@ -40,7 +40,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use criterion::{Criterion, Throughput, criterion_group};
 use patter::call::audio::{Downsampler, Upsampler, mulaw_encode};
-use patter::call::relay::AudioRelay;
+use patter::call::relay::{AgentAudio, AudioRelay};
 use patter::engine::openai_realtime::{self as realtime, parse_event};
 use patter::engine::{AudioFormat, EngineEvent};
 use patter::twilio::media::{self, Inbound, Outbound};
@@ -202,11 +202,22 @@ fn relay(c: &mut Criterion) {
                 else {
                     return None;
                 };
-                let (media, heard) = relay.agent_audio(&audio)?;
+                let AgentAudio::Media {
+                    message,
+                    mulaw_bytes,
+                } = relay.agent_audio(&audio)
+                else {
+                    return None;
+                };
                 next_mark += 1;
                 mark_name.clear();
                 let _ = write!(mark_name, "p{next_mark}");
-                Some((media, relay.outbound().mark(&mark_name), item_id, heard))
+                Some((
+                    message,
+                    relay.outbound().mark(&mark_name),
+                    item_id,
+                    mulaw_bytes,
+                ))
             })
         });
     }

@@ -79,12 +79,16 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// `head`, then `bytes` in standard base64, then `tail`, in one exactly sized string.
-pub(crate) fn base64_message(head: &str, bytes: &[u8], tail: &str) -> String {
+/// The `head` pieces, then `bytes` in standard base64, then `tail`, in one exactly sized
+/// string.
+pub(crate) fn base64_message(head: &[&str], bytes: &[u8], tail: &str) -> String {
     use base64::Engine as _;
     let encoded = base64::encoded_len(bytes.len(), true).unwrap_or(0);
-    let mut out = String::with_capacity(head.len() + encoded + tail.len());
-    out.push_str(head);
+    let head_len: usize = head.iter().map(|piece| piece.len()).sum();
+    let mut out = String::with_capacity(head_len + encoded + tail.len());
+    for piece in head {
+        out.push_str(piece);
+    }
     base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut out);
     out.push_str(tail);
     out

@@ -71,10 +71,22 @@ fn lowpass_taps() -> Vec<f32> {
     taps.into_iter().map(|t| t as f32).collect()
 }
 
-/// Rounds half away from zero and saturates at the i16 range (a float-to-int `as`
-/// saturates); cheaper than `f32::round`, which is a library call on baseline x86-64.
+/// Rounds to nearest (half away from zero, give or take the last bit of a value a hair
+/// under one half) and saturates at the i16 range (a float-to-int `as` saturates); cheaper
+/// than `f32::round`, which is a library call on baseline x86-64.
 fn clamp_i16(x: f32) -> i16 {
     (x + 0.5f32.copysign(x)) as i16
+}
+
+/// Past this, a buffer grown for an unusually large chunk is given back instead of being
+/// kept for the rest of the call.
+const KEEP_BYTES: usize = 64 * 1024;
+
+/// Shrinks `buf` to its contents if its capacity went past [`KEEP_BYTES`].
+pub(crate) fn release_if_large<T>(buf: &mut Vec<T>) {
+    if buf.capacity() * size_of::<T>() > KEEP_BYTES {
+        buf.shrink_to(buf.len());
+    }
 }
 
 /// `taps · window`, in eight independent lanes so that the compiler can vectorise it (a
@@ -82,6 +94,7 @@ fn clamp_i16(x: f32) -> i16 {
 /// so the loop is fully unrolled.
 #[inline]
 fn dot<const N: usize>(taps: &[f32; N], window: &[f32; N]) -> f32 {
+    const { assert!(N.is_multiple_of(8), "filter lengths are multiples of 8") };
     let (taps, _) = taps.as_chunks::<8>();
     let (window, _) = window.as_chunks::<8>();
     let mut lanes = [0f32; 8];
@@ -140,6 +153,7 @@ impl Upsampler {
         }
         let done = self.work.len() - (TAPS_PER_PHASE - 1);
         self.work.drain(..done);
+        release_if_large(&mut self.work);
     }
 }
 
@@ -202,6 +216,7 @@ impl Downsampler {
         }
         let done = self.work.len() - (TAPS - 1);
         self.work.drain(..done);
+        release_if_large(&mut self.work);
     }
 }
 

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::audio::{Downsampler, Upsampler};
+use super::audio::{Downsampler, Upsampler, release_if_large};
 use crate::engine::AudioFormat;
 use crate::engine::openai_realtime as realtime;
 use crate::twilio::media::{self, Outbound};
@@ -56,37 +56,94 @@ impl AudioRelay {
                 BASE64.decode_vec(payload, &mut self.scratch).ok()?;
                 self.converted.clear();
                 self.upsampler.process(&self.scratch, &mut self.converted);
-                Some(realtime::append_audio_encoded(&self.converted))
+                let message = realtime::append_audio_encoded(&self.converted);
+                self.release_buffers();
+                Some(message)
             }
         }
     }
 
-    /// An engine audio delta as Twilio's `media` message, with how many μ-law bytes it
-    /// carries (what the caller will hear of it); `None` if the delta is not canonical
-    /// base64. In `Pcmu` mode the very string goes on.
-    pub fn agent_audio(&mut self, audio: &str) -> Option<(String, usize)> {
+    /// An engine audio delta as Twilio's `media` message. In `Pcmu` mode the very string
+    /// goes on.
+    pub fn agent_audio(&mut self, audio: &str) -> AgentAudio {
         if !media::looks_like_base64(audio) {
-            return None;
+            return AgentAudio::Refused;
         }
         match self.format {
-            AudioFormat::Pcmu => Some((self.out.media(audio), media::decoded_len(audio))),
+            AudioFormat::Pcmu => AgentAudio::Media {
+                message: self.out.media(audio),
+                mulaw_bytes: media::decoded_len(audio),
+            },
             AudioFormat::Pcm24k => {
                 self.scratch.clear();
-                BASE64.decode_vec(audio, &mut self.scratch).ok()?;
+                if BASE64.decode_vec(audio, &mut self.scratch).is_err() {
+                    return AgentAudio::Refused;
+                }
                 self.converted.clear();
                 self.downsampler.process(&self.scratch, &mut self.converted);
-                Some((
-                    self.out.media_encoded(&self.converted),
-                    self.converted.len(),
-                ))
+                let mulaw_bytes = self.converted.len();
+                let outcome = if mulaw_bytes == 0 {
+                    // Twilio refuses an empty payload; the samples wait in the resampler.
+                    AgentAudio::Held
+                } else {
+                    AgentAudio::Media {
+                        message: self.out.media_encoded(&self.converted),
+                        mulaw_bytes,
+                    }
+                };
+                self.release_buffers();
+                outcome
             }
         }
     }
+
+    fn release_buffers(&mut self) {
+        self.scratch.clear();
+        self.converted.clear();
+        release_if_large(&mut self.scratch);
+        release_if_large(&mut self.converted);
+    }
+}
+
+/// What becomes of a chunk of agent audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentAudio {
+    /// Twilio's `media` message, carrying `mulaw_bytes` of audio (what the caller will hear).
+    Media {
+        /// The message.
+        message: String,
+        /// The μ-law bytes in it.
+        mulaw_bytes: usize,
+    },
+    /// Too short to make a single 8 kHz sample yet: kept in the resampler, nothing to send.
+    Held,
+    /// Not canonical base64: dropped.
+    Refused,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pcm_chunk_too_short_for_one_sample_is_held_not_sent_empty() {
+        let mut relay = AudioRelay::new(AudioFormat::Pcm24k, "MZ1");
+        // One 24 kHz sample (2 bytes), then two more: the third completes an 8 kHz sample.
+        assert_eq!(relay.agent_audio("AAA="), AgentAudio::Held);
+        let AgentAudio::Media { mulaw_bytes, .. } = relay.agent_audio("AAAAAA==") else {
+            panic!("the held samples were not completed");
+        };
+        assert_eq!(mulaw_bytes, 1);
+    }
+
+    #[test]
+    fn a_huge_chunk_does_not_keep_its_buffers_for_the_rest_of_the_call() {
+        let mut relay = AudioRelay::new(AudioFormat::Pcm24k, "MZ1");
+        let huge = BASE64.encode(vec![0u8; 512 * 1024]);
+        assert!(matches!(relay.agent_audio(&huge), AgentAudio::Media { .. }));
+        assert!(relay.scratch.capacity() <= 64 * 1024);
+        assert!(relay.converted.capacity() <= 64 * 1024);
+    }
 
     #[test]
     fn pcmu_passes_the_same_base64_through_both_ways() {
@@ -96,12 +153,14 @@ mod tests {
             append,
             r#"{"type":"input_audio_buffer.append","audio":"AAAA"}"#
         );
-        let (media, bytes) = relay.agent_audio("//8=").expect("relayed");
         assert_eq!(
-            media,
-            r#"{"event":"media","streamSid":"MZ1","media":{"payload":"//8="}}"#
+            relay.agent_audio("//8="),
+            AgentAudio::Media {
+                message: r#"{"event":"media","streamSid":"MZ1","media":{"payload":"//8="}}"#
+                    .to_owned(),
+                mulaw_bytes: 2
+            }
         );
-        assert_eq!(bytes, 2);
     }
 
     #[test]
@@ -114,9 +173,15 @@ mod tests {
             .decode(append["audio"].as_str().expect("audio"))
             .expect("base64");
         assert_eq!(pcm.len(), 160 * 3 * 2);
-        let (media, bytes) = relay.agent_audio(&BASE64.encode(&pcm)).expect("relayed");
-        assert_eq!(bytes, 160);
-        let media: serde_json::Value = serde_json::from_str(&media).expect("json");
+        let AgentAudio::Media {
+            message,
+            mulaw_bytes,
+        } = relay.agent_audio(&BASE64.encode(&pcm))
+        else {
+            panic!("not relayed");
+        };
+        assert_eq!(mulaw_bytes, 160);
+        let media: serde_json::Value = serde_json::from_str(&message).expect("json");
         let mulaw = BASE64
             .decode(media["media"]["payload"].as_str().expect("payload"))
             .expect("base64");
@@ -129,7 +194,11 @@ mod tests {
             let mut relay = AudioRelay::new(format, "MZ1");
             for bad in ["", "AAA", "AA\"A", "AAA=A===", "AB=="] {
                 assert_eq!(relay.caller_audio(bad), None, "{format:?} {bad:?}");
-                assert_eq!(relay.agent_audio(bad), None, "{format:?} {bad:?}");
+                assert_eq!(
+                    relay.agent_audio(bad),
+                    AgentAudio::Refused,
+                    "{format:?} {bad:?}"
+                );
             }
         }
     }

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message as EngineMessage;
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::playback::Playback;
-use super::relay::AudioRelay;
+use super::relay::{AgentAudio, AudioRelay};
 use super::{CallSetup, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
 use crate::agent::AgentSpec;
 use crate::engine::openai_realtime::{self as realtime, Socket};
@@ -29,6 +29,8 @@ use crate::twilio::stream_token;
 
 /// How long a new stream may take to send `start`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing a socket may take before it is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `on_call_start` and `on_call_end` may run.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the agent is asked to say when the call reaches its time limit.
@@ -120,8 +122,11 @@ fn check_token(app: &App, start: &Start) -> Result<(), &'static str> {
 }
 
 async fn close_twilio(mut socket: WebSocket) {
-    let _ = socket.send(TwilioMessage::Close(None)).await;
-    let _ = SinkExt::close(&mut socket).await;
+    let closing = async {
+        let _ = socket.send(TwilioMessage::Close(None)).await;
+        let _ = SinkExt::close(&mut socket).await;
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
 }
 
 /// Tools of one model response: a single `response.create` follows once the response is
@@ -344,7 +349,11 @@ impl CallSession {
         };
         // Ending exactly once: tools stop, both sockets close, the call is hung up if needed.
         self.jobs.abort_all();
-        let _ = self.engine.close(None).await;
+        // A peer that stopped reading cannot hold the call open: each close is bounded, and
+        // the engine connection is gone before the hang-up and `on_call_end` run.
+        let mut engine = self.engine;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, engine.close(None)).await;
+        drop(engine);
         close_twilio(self.twilio).await;
         if self.malformed_frames > 0 {
             warn!(
@@ -580,10 +589,17 @@ impl CallSession {
     }
 
     async fn forward_agent_audio(&mut self, item_id: &str, audio: &str) -> Option<Ending> {
-        let Some((media, mulaw_bytes)) = self.relay.agent_audio(audio) else {
-            self.malformed_frames += 1;
-            warn!("engine audio that is not base64 dropped");
-            return None;
+        let (media, mulaw_bytes) = match self.relay.agent_audio(audio) {
+            AgentAudio::Media {
+                message,
+                mulaw_bytes,
+            } => (message, mulaw_bytes),
+            AgentAudio::Held => return None,
+            AgentAudio::Refused => {
+                self.malformed_frames += 1;
+                warn!("engine audio that is not base64 dropped");
+                return None;
+            }
         };
         let mark = self.playback.on_forwarded(item_id, mulaw_bytes);
         self.mark_name.clear();

@@ -119,7 +119,7 @@ pub fn append_audio(audio: &str) -> String {
 
 /// Caller audio given as raw bytes, base64-encoded straight into the message.
 pub fn append_audio_encoded(audio: &[u8]) -> String {
-    crate::util::base64_message(APPEND_HEAD, audio, APPEND_TAIL)
+    crate::util::base64_message(&[APPEND_HEAD], audio, APPEND_TAIL)
 }
 
 /// A tool's result.

@@ -60,14 +60,26 @@ pub struct Start {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Media<'a> {
     /// `inbound` for caller audio.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "optional_borrowed")]
     pub track: Option<Cow<'a, str>>,
     /// Milliseconds since the stream started, as a string.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "optional_borrowed")]
     pub timestamp: Option<Cow<'a, str>>,
     /// Base64 μ-law 8 kHz mono.
     #[serde(borrow)]
     pub payload: Cow<'a, str>,
+}
+
+/// A string that borrows from the frame when it has no escapes. serde borrows a bare
+/// `Cow<str>` field but not one inside an `Option`, hence this newtype.
+#[derive(Deserialize)]
+struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+
+fn optional_borrowed<'de, D>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<Borrowed<'de>>::deserialize(deserializer)?.map(|b| b.0))
 }
 
 impl Media<'_> {
@@ -173,9 +185,9 @@ pub fn decoded_len(text: &str) -> usize {
     (text.len() / 4 * 3).saturating_sub(padding)
 }
 
-/// Builds patter's messages to Twilio for one stream; the stream id is escaped once. Each
-/// message is written into one exactly sized string: one allocation per frame, which the
-/// socket then owns.
+/// Builds patter's messages to Twilio for one stream; the stream id is escaped once. Media
+/// and marks are written into one exactly sized string each: one allocation per message,
+/// which the socket then owns.
 #[derive(Debug, Clone)]
 pub struct Outbound {
     stream_sid_json: String,
@@ -216,12 +228,11 @@ impl Outbound {
 
     /// Agent audio given as raw μ-law bytes, base64-encoded straight into the message.
     pub fn media_encoded(&self, mulaw: &[u8]) -> String {
-        let mut head =
-            String::with_capacity(MEDIA_HEAD.len() + self.stream_sid_json.len() + MEDIA_MID.len());
-        head.push_str(MEDIA_HEAD);
-        head.push_str(&self.stream_sid_json);
-        head.push_str(MEDIA_MID);
-        crate::util::base64_message(&head, mulaw, MEDIA_TAIL)
+        crate::util::base64_message(
+            &[MEDIA_HEAD, &self.stream_sid_json, MEDIA_MID],
+            mulaw,
+            MEDIA_TAIL,
+        )
     }
 
     /// A mark, echoed back once the audio before it has played.
@@ -270,5 +281,32 @@ fn push_json_string(out: &mut String, text: &str) {
         out.push('"');
     } else {
         out.push_str(&serde_json::Value::from(text).to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_media_frame_is_read_without_copying_its_strings() {
+        let frame = r#"{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"2","timestamp":"40","payload":"AAAA"},"streamSid":"MZ1"}"#;
+        let Ok(Inbound::Media { media }) = parse(frame) else {
+            panic!("not parsed as media");
+        };
+        assert!(matches!(media.payload, Cow::Borrowed("AAAA")));
+        assert!(matches!(media.track, Some(Cow::Borrowed("inbound"))));
+        assert!(matches!(media.timestamp, Some(Cow::Borrowed("40"))));
+        assert_eq!(media.timestamp_ms(), Some(40));
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped_into_owned_ones() {
+        let frame = r#"{"event":"media","media":{"track":"in\u0062ound","payload":"AAAA"}}"#;
+        let Ok(Inbound::Media { media }) = parse(frame) else {
+            panic!("not parsed as media");
+        };
+        assert!(matches!(media.track, Some(Cow::Owned(ref t)) if t == "inbound"));
+        assert_eq!(media.timestamp, None);
     }
 }

@@ -95,8 +95,8 @@ const TOOL_NAME: &str = "load_lookup";
 /// The hidden subcommand that runs the server.
 const SERVE: &str = "serve";
 
-/// 16 KiB WebSocket read buffers, as patter's own sockets have: tungstenite's default 128 KiB
-/// is zero-filled, so all resident, and phone-call messages are small.
+/// 16 KiB WebSocket read buffers for this process's peers: tungstenite's default 128 KiB is
+/// zero-filled, so all resident, and phone-call messages are small.
 const WS_READ_BUFFER: usize = 16 * 1024;
 /// The bound on each step of a level that waits for the other side (child start, all calls
 /// up, stream close, `/health` back to 0).
