@@ -396,6 +396,40 @@ pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool
     }
 }
 
+/// Reads `--name value` and `--name=value` flags, handing each to `set`, which answers
+/// `None` for a name it does not know and `Some(false)` for a value it refuses. `-h` and
+/// `--help`, an unknown name, a missing or refused value: the error carries `usage`.
+pub fn read_flags(
+    args: impl Iterator<Item = String>,
+    usage: &str,
+    mut set: impl FnMut(&str, &str) -> Option<bool>,
+) -> Result<(), String> {
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Err(usage.to_owned());
+        }
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name.to_owned(), value.to_owned()),
+            None => match args.next() {
+                Some(value) => (arg, value),
+                None => return Err(format!("{arg} needs a value\n{usage}")),
+            },
+        };
+        match set(&name, &value) {
+            None => return Err(format!("unknown argument {name:?}\n{usage}")),
+            Some(false) => return Err(format!("bad value {value:?} for {name}\n{usage}")),
+            Some(true) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses `text` into `slot`; whether it parsed.
+pub fn set_parsed<T: std::str::FromStr>(slot: &mut T, text: &str) -> bool {
+    text.parse().map(|value| *slot = value).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,7 @@ use patter_tests::fake_openai as ev;
 use patter_tests::fake_twilio::FakeTwilioRest;
 use patter_tests::load::{
     self, CallPlan, Caller, ClientHead, FRAME_BYTES, FRAME_PERIOD, TwilioOut, frame_bytes,
-    health_calls, now_us, proc_cpu_time, proc_status_kib, read_frame,
+    health_calls, now_us, proc_cpu_time, proc_status_kib, read_frame, set_parsed,
 };
 use patter_tests::twilio_sid;
 use serde::Serialize;
@@ -367,57 +367,39 @@ impl Opts {
             warmup_secs: 5,
             tool_every_secs: 5,
         };
-        let mut args = args.peekable();
-        while let Some(arg) = args.next() {
-            if arg == "-h" || arg == "--help" {
-                return Err(USAGE.to_owned());
-            }
-            let (name, inline) = match arg.split_once('=') {
-                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
-                None => (arg.clone(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-            };
-            let bad = |v: &str| format!("bad value {v:?} for {name}\n{USAGE}");
-            match name.as_str() {
-                "--levels" => {
-                    let v = value()?;
-                    opts.levels = v
-                        .split(',')
-                        .map(|n| n.trim().parse::<usize>().ok().filter(|&n| n > 0))
-                        .collect::<Option<_>>()
-                        .ok_or_else(|| bad(&v))?;
-                }
-                "--modes" => {
-                    let v = value()?;
-                    opts.modes = v
-                        .split(',')
-                        .map(|m| Mode::parse(m.trim()))
-                        .collect::<Option<_>>()
-                        .ok_or_else(|| bad(&v))?;
-                }
-                "--secs" => {
-                    let v = value()?;
-                    opts.secs = v.parse().ok().filter(|&s| s > 0).ok_or_else(|| bad(&v))?;
-                }
-                "--warmup-secs" => {
-                    let v = value()?;
-                    opts.warmup_secs = v.parse().map_err(|_| bad(&v))?;
-                }
+        load::read_flags(args, USAGE, |name, v| {
+            Some(match name {
+                "--levels" => v
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().ok().filter(|&n| n > 0))
+                    .collect::<Option<_>>()
+                    .map(|levels| opts.levels = levels)
+                    .is_some(),
+                "--modes" => v
+                    .split(',')
+                    .map(|m| Mode::parse(m.trim()))
+                    .collect::<Option<_>>()
+                    .map(|modes| opts.modes = modes)
+                    .is_some(),
+                "--secs" => set_parsed(&mut opts.secs, v) && opts.secs > 0,
+                "--warmup-secs" => set_parsed(&mut opts.warmup_secs, v),
                 "--tool-every-secs" => {
-                    let v = value()?;
-                    opts.tool_every_secs =
-                        v.parse().ok().filter(|&s| s > 0).ok_or_else(|| bad(&v))?;
+                    set_parsed(&mut opts.tool_every_secs, v) && opts.tool_every_secs > 0
                 }
-                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-            }
-        }
+                _ => return None,
+            })
+        })?;
         Ok(opts)
     }
+}
+
+/// A multi-thread tokio runtime, or `None` (said on stderr) if it cannot be built.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("tokio runtime: {e}"))
+        .ok()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -504,15 +486,8 @@ fn serve_main(args: impl Iterator<Item = String>) -> ExitCode {
         .with_ansi(false)
         .init();
     std::thread::spawn(exit_on_stdin_eof);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(serve(opts)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -1747,15 +1722,8 @@ fn main() -> ExitCode {
     };
     // Starts the clock the frames are stamped with.
     now_us();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     if runtime.block_on(run(opts)) {
         ExitCode::SUCCESS

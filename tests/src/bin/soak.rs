@@ -57,7 +57,7 @@ use patter_tests::fake_openai as ev;
 use patter_tests::fake_twilio::FakeTwilioRest;
 use patter_tests::load::{
     self, CallPlan, Caller, ClientHead, FRAME_PERIOD, TwilioOut, frame_b64, health_calls, now_us,
-    read_frame, wait_until,
+    read_frame, set_parsed, wait_until,
 };
 use patter_tests::realtime_schema::validate_client_event;
 use patter_tests::twilio_sid;
@@ -112,46 +112,16 @@ impl Opts {
             tool_every_secs: 3,
             call_secs: 120,
         };
-        let mut args = args.peekable();
-        while let Some(arg) = args.next() {
-            if arg == "-h" || arg == "--help" {
-                return Err(USAGE.to_owned());
-            }
-            let (name, inline) = match arg.split_once('=') {
-                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
-                None => (arg.clone(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-            };
-            let bad = |v: &str| format!("bad value {v:?} for {name}\n{USAGE}");
-            match name.as_str() {
-                "--calls" => {
-                    let v = value()?;
-                    opts.calls = v.parse().map_err(|_| bad(&v))?;
-                }
-                "--minutes" => {
-                    let v = value()?;
-                    opts.minutes = v.parse().map_err(|_| bad(&v))?;
-                }
-                "--warmup-secs" => {
-                    let v = value()?;
-                    opts.warmup_secs = v.parse().map_err(|_| bad(&v))?;
-                }
-                "--tool-every-secs" => {
-                    let v = value()?;
-                    opts.tool_every_secs = v.parse().map_err(|_| bad(&v))?;
-                }
-                "--call-secs" => {
-                    let v = value()?;
-                    opts.call_secs = v.parse().map_err(|_| bad(&v))?;
-                }
-                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-            }
-        }
+        load::read_flags(args, USAGE, |name, v| {
+            Some(match name {
+                "--calls" => set_parsed(&mut opts.calls, v),
+                "--minutes" => set_parsed(&mut opts.minutes, v),
+                "--warmup-secs" => set_parsed(&mut opts.warmup_secs, v),
+                "--tool-every-secs" => set_parsed(&mut opts.tool_every_secs, v),
+                "--call-secs" => set_parsed(&mut opts.call_secs, v),
+                _ => return None,
+            })
+        })?;
         if opts.calls == 0 {
             return Err("--calls must be at least 1".to_owned());
         }
