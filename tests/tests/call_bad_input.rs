@@ -54,6 +54,13 @@ async fn assert_relays(call: &Call, conn: &ConnHandle, timestamp_ms: u64, seed: 
         .send_media(timestamp_ms, &audio)
         .await
         .expect("media");
+    wait_for_append(conn, &audio)
+        .await
+        .expect("a later media frame is still relayed to the engine");
+}
+
+/// Waits until the engine has been sent `audio` in an `input_audio_buffer.append`.
+async fn wait_for_append(conn: &ConnHandle, audio: &str) -> Result<(), String> {
     conn.wait_for_events(
         |events| {
             events
@@ -63,7 +70,6 @@ async fn assert_relays(call: &Call, conn: &ConnHandle, timestamp_ms: u64, seed: 
         WAIT,
     )
     .await
-    .expect("a later media frame is still relayed to the engine");
 }
 
 /// No session left, and no second `on_call_end`.
@@ -339,16 +345,9 @@ async fn messages_far_larger_than_the_socket_read_buffers_are_relayed_whole() {
         .send_media(20, &caller_audio)
         .await
         .expect("large media frame");
-    conn.wait_for_events(
-        |events| {
-            events
-                .iter()
-                .any(|e| e["type"] == "input_audio_buffer.append" && e["audio"] == caller_audio)
-        },
-        WAIT,
-    )
-    .await
-    .expect("the large caller frame reaches the engine whole");
+    wait_for_append(&conn, &caller_audio)
+        .await
+        .expect("the large caller frame reaches the engine whole");
     let agent_audio = mulaw_b64(96 * 1024, 22);
     conn.send(audio_delta("resp_big", "item_big", &agent_audio));
     call.stream
