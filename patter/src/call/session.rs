@@ -43,10 +43,10 @@ const SHUTDOWN_GOODBYE: &str = "The service is restarting. In one short sentence
 const MAX_PROMPT_VALUE_CHARS: usize = 256;
 
 /// Runs one Media Streams connection from its first frame to its end.
-pub(crate) async fn serve_stream(app: Arc<App>, socket: WebSocket) {
-    // Each socket stays whole (not split into halves behind a lock): the session's one task
-    // both reads and writes it.
-    let mut socket = socket;
+///
+/// Each socket stays whole (not split into halves behind a lock): the session's one task
+/// both reads and writes it.
+pub(crate) async fn serve_stream(app: Arc<App>, mut socket: WebSocket) {
     let start = match wait_for_start(&mut socket).await {
         Ok(start) => start,
         Err(why) => {
