@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use patter::engine::openai_realtime::append_audio;
+use patter::engine::openai_realtime::wire::append_audio;
 use patter::twilio::media::{self, Inbound, Outbound};
 
 fn is_json(text: &str) -> bool {
@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
                     .decode(m.payload.as_bytes())
                     .expect("accepted payloads decode");
                 assert_eq!(media::decoded_len(&m.payload), decoded.len());
-                assert!(is_json(&append_audio(&m.payload)));
+                assert!(is_json(&append_audio(patter::audio::AudioChunk::Base64(
+                    &m.payload
+                ))));
             }
         }
         Ok(Inbound::Start { start }) => {
@@ -32,7 +34,9 @@ fuzz_target!(|data: &[u8]| {
             let out = Outbound::new(&start.stream_sid);
             assert!(is_json(&out.clear()));
             assert!(is_json(&out.mark(&start.call_sid)));
-            assert!(is_json(&out.media("AAAA")));
+            assert!(is_json(
+                &out.media(patter::audio::AudioChunk::Base64("AAAA"))
+            ));
         }
         _ => {}
     }

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use patter::engine::EngineEvent;
-use patter::engine::openai_realtime::parse_event;
+use patter::engine::openai_realtime::wire::parse_event;
 use patter::twilio::media::{self, Outbound};
 
 fuzz_target!(|data: &[u8]| {
@@ -23,6 +23,11 @@ fuzz_target!(|data: &[u8]| {
             .decode(audio.as_bytes())
             .expect("accepted audio decodes");
         let out = Outbound::new(&item_id);
-        assert!(serde_json::from_str::<serde_json::Value>(&out.media(&audio)).is_ok());
+        assert!(
+            serde_json::from_str::<serde_json::Value>(
+                &out.media(patter::audio::AudioChunk::Base64(&audio))
+            )
+            .is_ok()
+        );
     }
 });

@@ -15,9 +15,10 @@
 //! - `realtime/build_append`: writing an `input_audio_buffer.append` message.
 //! - `relay/caller_to_engine_*`, `relay/engine_to_caller_*`: one 20 ms frame relayed the way a
 //!   call session does it: the message is parsed, then converted by the session's own
-//!   `patter::call::relay::AudioRelay` (which checks the base64 and, for `pcm24k`, decodes,
-//!   resamples and re-encodes with its reused buffers and resampler state), and agent audio
-//!   gets its mark. `pcmu` passes the base64 through untouched.
+//!   `patter::call::relay::AudioRelay` (which checks the base64 and, for `pcm24k`, decodes
+//!   and resamples with its reused buffers and resampler state), then written as the peer's
+//!   message (base64-encoding converted audio straight into it), and agent audio gets its
+//!   mark. `pcmu` passes the base64 through untouched.
 //! - `signature/validate_webhook`: checking `X-Twilio-Signature` on a voice webhook with the
 //!   form parameters Twilio posts for an inbound call; `signature/validate_stream_upgrade`:
 //!   the same for the `wss://` Media Streams upgrade, which has no parameters.
@@ -39,9 +40,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use criterion::{Criterion, Throughput, criterion_group};
-use patter::call::audio::{Downsampler, Upsampler, mulaw_encode};
+use patter::audio::codec::{Downsampler, Upsampler, mulaw_encode};
+use patter::audio::AudioChunk;
 use patter::call::relay::{AgentAudio, AudioRelay};
-use patter::engine::openai_realtime::{self as realtime, parse_event};
+use patter::engine::openai_realtime::wire::{self as realtime, parse_event};
 use patter::engine::{AudioFormat, EngineEvent};
 use patter::twilio::media::{self, Inbound, Outbound};
 use patter::twilio::signature;
@@ -142,7 +144,12 @@ fn twilio(c: &mut Criterion) {
         b.iter(|| media::parse(black_box(&frame)))
     });
     group.bench_function("build_media_and_mark", |b| {
-        b.iter(|| (out.media(black_box(&payload)), out.mark(black_box("p123"))))
+        b.iter(|| {
+            (
+                out.media(AudioChunk::Base64(black_box(&payload))),
+                out.mark(black_box("p123")),
+            )
+        })
     });
     group.finish();
 }
@@ -165,14 +172,15 @@ fn realtime(c: &mut Criterion) {
         b.iter(|| parse_event(black_box(&done)))
     });
     group.bench_function("build_append", |b| {
-        b.iter(|| realtime::append_audio(black_box(&payload)))
+        b.iter(|| realtime::append_audio(AudioChunk::Base64(black_box(&payload))))
     });
     group.finish();
 }
 
-/// One 20 ms frame each way, relayed as the call session does it: the frame is parsed, then
-/// converted by the session's own `AudioRelay`, and agent audio is followed by its mark.
-/// `None` stands for a frame the session would drop, which these inputs never are.
+/// One 20 ms frame each way, relayed as the call session does it: the frame is parsed,
+/// converted by the session's own `AudioRelay` and written as the peer's message, and agent
+/// audio is followed by its mark. `None` stands for a frame the session would drop, which
+/// these inputs never are.
 fn relay(c: &mut Criterion) {
     let caller_frame = twilio_media_frame(&BASE64.encode(mulaw_frame()));
     let agent_pcmu = audio_delta_event(&BASE64.encode(mulaw_frame()));
@@ -184,16 +192,17 @@ fn relay(c: &mut Criterion) {
         (AudioFormat::Pcm24k, "pcm24k", &agent_pcm24k),
     ] {
         group.bench_function(format!("caller_to_engine_{name}"), |b| {
-            let mut relay = AudioRelay::new(format, STREAM_SID);
+            let mut relay = AudioRelay::new(format);
             b.iter(|| {
                 let Ok(Inbound::Media { media }) = media::parse(black_box(&caller_frame)) else {
                     return None;
                 };
-                relay.caller_audio(&media.payload)
+                relay.caller_audio(&media.payload).map(realtime::append_audio)
             })
         });
         group.bench_function(format!("engine_to_caller_{name}"), |b| {
-            let mut relay = AudioRelay::new(format, STREAM_SID);
+            let mut relay = AudioRelay::new(format);
+            let out = Outbound::new(STREAM_SID);
             let mut mark_name = String::new();
             let mut next_mark = 0u64;
             b.iter(|| {
@@ -202,22 +211,13 @@ fn relay(c: &mut Criterion) {
                 else {
                     return None;
                 };
-                let AgentAudio::Media {
-                    message,
-                    mulaw_bytes,
-                } = relay.agent_audio(&audio)
-                else {
+                let AgentAudio::Media { audio, mulaw_bytes } = relay.agent_audio(&audio) else {
                     return None;
                 };
                 next_mark += 1;
                 mark_name.clear();
                 let _ = write!(mark_name, "p{next_mark}");
-                Some((
-                    message,
-                    relay.outbound().mark(&mark_name),
-                    item_id,
-                    mulaw_bytes,
-                ))
+                Some((out.media(audio), out.mark(&mark_name), item_id, mulaw_bytes))
             })
         });
     }

@@ -3,11 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::engine::AudioFormat;
+use crate::audio::AudioFormat;
 use crate::tool::{ToolSet, ToolSetError};
 
-/// The default OpenAI Realtime model.
-pub const DEFAULT_MODEL: &str = "gpt-realtime";
 /// The default voice.
 pub const DEFAULT_VOICE: &str = "marin";
 
@@ -30,7 +28,7 @@ pub trait Agent: Send + Sync + 'static {
 ///     .first_message("Hello! How can I help?")
 ///     .variable("company", "Acme")
 ///     .voice("cedar");
-/// assert_eq!(agent.model, "gpt-realtime");
+/// assert_eq!(agent.model, None); // the engine's default: gpt-realtime-2.1 for OpenAI Realtime
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -42,8 +40,10 @@ pub struct AgentSpec {
     pub first_message: Option<String>,
     /// The engine's voice.
     pub voice: String,
-    /// The engine's model.
-    pub model: String,
+    /// The engine's model; `None` for the engine's default
+    /// ([`openai_realtime::DEFAULT_MODEL`](crate::engine::openai_realtime::DEFAULT_MODEL) for
+    /// OpenAI Realtime).
+    pub model: Option<String>,
     /// Values for the prompt's `{name}` placeholders.
     pub variables: BTreeMap<String, String>,
     /// The agent's own tools (the call adds its system tools).
@@ -59,7 +59,7 @@ impl AgentSpec {
             system_prompt: system_prompt.into(),
             first_message: None,
             voice: DEFAULT_VOICE.to_owned(),
-            model: DEFAULT_MODEL.to_owned(),
+            model: None,
             variables: BTreeMap::new(),
             tools: ToolSet::default(),
             audio: AudioFormat::Pcmu,
@@ -86,7 +86,7 @@ impl AgentSpec {
 
     /// Sets the model.
     pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = model.into();
+        self.model = Some(model.into());
         self
     }
 

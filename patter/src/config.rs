@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::audio::AudioFormat;
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
@@ -29,6 +30,9 @@ pub struct Limits {
     pub max_call_duration: Duration,
     /// How long the engine may take to accept the WebSocket (default 10 s).
     pub engine_handshake_timeout: Duration,
+    /// How long a new media stream may take to say which call it is (Twilio's `start`);
+    /// then it is closed, with no engine session opened (default 10 s).
+    pub stream_start_timeout: Duration,
     /// Largest tool result handed to the model; longer ones are cut, with a note
     /// (default 16 KiB).
     pub max_tool_result_bytes: usize,
@@ -46,7 +50,8 @@ impl Default for Limits {
             max_concurrent_calls: 100,
             max_call_duration: Duration::from_secs(3600),
             engine_handshake_timeout: Duration::from_secs(10),
-            max_tool_result_bytes: 16 * 1024,
+            stream_start_timeout: Duration::from_secs(10),
+            max_tool_result_bytes: crate::tool::DEFAULT_MAX_RESULT_BYTES,
             goodbye_wait: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
         }
@@ -133,6 +138,9 @@ pub struct Config {
     pub(crate) stream_secret: Secret,
     pub(crate) system_tools: bool,
     pub(crate) limits: Limits,
+    pub(crate) model: Option<String>,
+    pub(crate) voice: Option<String>,
+    pub(crate) audio_format: Option<AudioFormat>,
 }
 
 impl Config {
@@ -175,6 +183,22 @@ impl Config {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
+
+    /// The model every call uses instead of its agent's, if set (`PATTER_MODEL`).
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The voice every call uses instead of its agent's, if set (`PATTER_VOICE`).
+    pub fn voice(&self) -> Option<&str> {
+        self.voice.as_deref()
+    }
+
+    /// The engine audio format every call uses instead of its agent's, if set
+    /// (`PATTER_AUDIO_FORMAT`).
+    pub fn audio_format(&self) -> Option<AudioFormat> {
+        self.audio_format
+    }
 }
 
 impl fmt::Debug for Config {
@@ -198,6 +222,9 @@ impl fmt::Debug for Config {
             .field("stream_secret", &self.stream_secret)
             .field("system_tools", &self.system_tools)
             .field("limits", &self.limits)
+            .field("model", &self.model)
+            .field("voice", &self.voice)
+            .field("audio_format", &self.audio_format)
             .finish()
     }
 }
@@ -221,6 +248,12 @@ pub(crate) const BIND_ADDRESS: &str = "BIND_ADDRESS";
 pub(crate) const OPENAI_REALTIME_URL: &str = "OPENAI_REALTIME_URL";
 pub(crate) const TWILIO_API_URL: &str = "TWILIO_API_URL";
 pub(crate) const STREAM_SECRET: &str = "PATTER_STREAM_SECRET";
+pub(crate) const MAX_CONCURRENT_CALLS: &str = "PATTER_MAX_CONCURRENT_CALLS";
+pub(crate) const MAX_CALL_DURATION_SECS: &str = "PATTER_MAX_CALL_DURATION_SECS";
+pub(crate) const DRAIN_TIMEOUT_SECS: &str = "PATTER_DRAIN_TIMEOUT_SECS";
+pub(crate) const AUDIO_FORMAT: &str = "PATTER_AUDIO_FORMAT";
+pub(crate) const MODEL: &str = "PATTER_MODEL";
+pub(crate) const VOICE: &str = "PATTER_VOICE";
 
 const ALL: &[&str] = &[
     TWILIO_ACCOUNT_SID,
@@ -233,6 +266,12 @@ const ALL: &[&str] = &[
     OPENAI_REALTIME_URL,
     TWILIO_API_URL,
     STREAM_SECRET,
+    MAX_CONCURRENT_CALLS,
+    MAX_CALL_DURATION_SECS,
+    DRAIN_TIMEOUT_SECS,
+    AUDIO_FORMAT,
+    MODEL,
+    VOICE,
 ];
 
 impl ConfigBuilder {
@@ -316,10 +355,43 @@ impl ConfigBuilder {
         self
     }
 
-    /// Replaces the limits.
+    /// Replaces the limits. Settings of single limits (`max_concurrent_calls`, …, or their
+    /// `PATTER_*` variables) apply on top.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Calls served at once (`PATTER_MAX_CONCURRENT_CALLS`, default 100).
+    pub fn max_concurrent_calls(self, calls: usize) -> Self {
+        self.set(MAX_CONCURRENT_CALLS, calls.to_string())
+    }
+
+    /// The longest call, in whole seconds (`PATTER_MAX_CALL_DURATION_SECS`, default 3600).
+    pub fn max_call_duration_secs(self, secs: u64) -> Self {
+        self.set(MAX_CALL_DURATION_SECS, secs.to_string())
+    }
+
+    /// How long calls may go on after a shutdown starts, in whole seconds
+    /// (`PATTER_DRAIN_TIMEOUT_SECS`, default 30).
+    pub fn drain_timeout_secs(self, secs: u64) -> Self {
+        self.set(DRAIN_TIMEOUT_SECS, secs.to_string())
+    }
+
+    /// The engine audio format of every call, instead of its agent's
+    /// (`PATTER_AUDIO_FORMAT`: `pcmu` or `pcm24k`).
+    pub fn audio_format(self, format: AudioFormat) -> Self {
+        self.set(AUDIO_FORMAT, format.as_str())
+    }
+
+    /// The model of every call, instead of its agent's (`PATTER_MODEL`).
+    pub fn model(self, model: impl Into<String>) -> Self {
+        self.set(MODEL, model)
+    }
+
+    /// The voice of every call, instead of its agent's (`PATTER_VOICE`).
+    pub fn voice(self, voice: impl Into<String>) -> Self {
+        self.set(VOICE, voice)
     }
 
     /// Checks every setting and reports every problem at once.
@@ -391,6 +463,44 @@ impl ConfigBuilder {
             TWILIO_API_URL,
             &mut problems,
         );
+        let mut limits = self.limits.clone();
+        if let Some(calls) = number(
+            self.get(MAX_CONCURRENT_CALLS),
+            1,
+            MAX_CONCURRENT_CALLS,
+            &mut problems,
+        ) {
+            limits.max_concurrent_calls = usize::try_from(calls).unwrap_or(usize::MAX);
+        }
+        if let Some(secs) = number(
+            self.get(MAX_CALL_DURATION_SECS),
+            1,
+            MAX_CALL_DURATION_SECS,
+            &mut problems,
+        ) {
+            limits.max_call_duration = Duration::from_secs(secs);
+        }
+        if let Some(secs) = number(
+            self.get(DRAIN_TIMEOUT_SECS),
+            0,
+            DRAIN_TIMEOUT_SECS,
+            &mut problems,
+        ) {
+            limits.drain_timeout = Duration::from_secs(secs);
+        }
+        let audio_format = match self.get(AUDIO_FORMAT).map(str::trim) {
+            None | Some("") => None,
+            Some(text) => AudioFormat::parse(text).or_else(|| {
+                problems.push(AUDIO_FORMAT, "must be pcmu or pcm24k");
+                None
+            }),
+        };
+        let text = |key: &str| {
+            self.get(key)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -415,7 +525,10 @@ impl ConfigBuilder {
             twilio_api_url: twilio_api.trim_end_matches('/').to_owned(),
             stream_secret,
             system_tools: self.system_tools.unwrap_or(true),
-            limits: self.limits,
+            limits,
+            model: text(MODEL),
+            voice: text(VOICE),
+            audio_format,
         })
     }
 }
@@ -442,6 +555,18 @@ fn endpoint(
                 ),
             );
             String::new()
+        }
+    }
+}
+
+/// A whole number of at least `min`, if set; a problem naming `key` otherwise.
+fn number(value: Option<&str>, min: u64, key: &str, problems: &mut ConfigError) -> Option<u64> {
+    let text = value.map(str::trim).filter(|v| !v.is_empty())?;
+    match text.parse::<u64>() {
+        Ok(n) if n >= min => Some(n),
+        _ => {
+            problems.push(key, format!("must be a whole number of at least {min}"));
+            None
         }
     }
 }

@@ -4,22 +4,34 @@
 extern crate self as patter;
 
 pub mod agent;
+pub mod audio;
 pub mod call;
+pub mod carrier;
 pub mod config;
 pub mod engine;
 mod error;
 mod runtime;
 mod secret;
 mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tool;
+#[doc(hidden)]
 pub mod twilio;
 mod util;
 
-pub use call::{CallSetup, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
+pub use audio::AudioFormat;
+pub use call::{
+    CallEnv, CallSetup, CallSummary, EndReason, Hooks, Role, ToolCallRecord, TranscriptEntry,
+};
 pub use config::{Config, ConfigBuilder, Limits};
-pub use engine::AudioFormat;
 pub use error::{ConfigError, Error, Result};
 pub use runtime::Patter;
+/// Any JSON value (`serde_json::Value`), re-exported so your crate needs no `serde_json`.
+pub use serde_json::Value as JsonValue;
+/// Builds a [`JsonValue`] from JSON-like syntax, for tool results and tests:
+/// `patter::json!({ "in_stock": true })`.
+pub use serde_json::json;
 
 pub use agent::{Agent, AgentSpec};
 pub use secret::Secret;
@@ -58,6 +70,18 @@ pub mod __private {
     pub use schemars;
     pub use serde;
     pub use serde_json;
+
+    /// Named after the version of patter: every macro expansion names the module of the
+    /// version its `patter-macros` was built for, so macros of another version are a compile
+    /// error (as serde does with its private module).
+    pub mod v0_1_0 {
+        /// What the macros name.
+        pub struct MacrosMatch;
+    }
+    const _: () = ::core::assert!(
+        str_eq(env!("CARGO_PKG_VERSION"), "0.1.0"),
+        "rename `__private::v0_1_0` after the new version"
+    );
 
     pub use crate::tool::webhook::WebhookTool;
 

@@ -59,6 +59,11 @@ impl Patter {
         &self.config
     }
 
+    /// The hooks, to run calls of your own through [`CallEnv`](crate::call::CallEnv).
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
     /// Runs when a call's stream starts, before the engine is configured; what it returns
     /// may change the prompt, the first message, prompt variables and tools for this call.
     /// It gets 10 s; after that the call goes on with the agent's own settings.
@@ -67,7 +72,7 @@ impl Patter {
         F: Fn(CallContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = CallSetup> + Send + 'static,
     {
-        self.hooks.set_on_call_start(hook);
+        self.hooks = self.hooks.on_call_start(hook);
         self
     }
 
@@ -77,7 +82,17 @@ impl Patter {
     where
         F: Fn(&CallContext, &TranscriptEntry) + Send + Sync + 'static,
     {
-        self.hooks.set_on_transcript(hook);
+        self.hooks = self.hooks.on_transcript(hook);
+        self
+    }
+
+    /// Runs for every key the caller presses (`0`-`9`, `*`, `#`, `A`-`D`). Digits may be a
+    /// PIN: patter does not log them. It runs on the call's own task: keep it quick.
+    pub fn on_dtmf<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, char) + Send + Sync + 'static,
+    {
+        self.hooks = self.hooks.on_dtmf(hook);
         self
     }
 
@@ -88,7 +103,7 @@ impl Patter {
         F: Fn(CallSummary) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.hooks.set_on_call_end(hook);
+        self.hooks = self.hooks.on_call_end(hook);
         self
     }
 

@@ -24,15 +24,18 @@ use axum::routing::{get, post};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+use axum::extract::ws::WebSocket;
+use tracing::Instrument;
+
 use crate::agent::{Agent, AgentSpec};
-use crate::call::Hooks;
+use crate::call::{CallEnv, Hooks};
 use crate::config::Config;
+use crate::engine::openai_realtime::OpenAiRealtime;
 use crate::error::Result;
+use crate::twilio::leg::{self, TOKEN_PARAMETER, TwilioLeg};
 use crate::twilio::rest::TwilioRest;
 use crate::twilio::{signature, stream_token, twiml};
 
-/// The `<Parameter>` carrying the per-call stream token.
-pub(crate) const TOKEN_PARAMETER: &str = "call_token";
 /// How long a stream token stays valid after the voice webhook.
 const TOKEN_LIFETIME_SECS: u64 = 600;
 /// What callers hear when the server cannot take their call.
@@ -95,39 +98,58 @@ impl CallSlots {
     }
 }
 
-/// What every request and call of one server shares.
+/// What every request and call of one server shares. The server is the composition root:
+/// it admits each call (signature, per-call token, a call slot), then runs it with the Twilio
+/// leg and the OpenAI Realtime engine through the call's narrow [`CallEnv`].
 pub(crate) struct App {
     pub(crate) config: Config,
-    pub(crate) agent: AgentSpec,
-    pub(crate) hooks: Hooks,
-    pub(crate) calls: CallSlots,
+    env: CallEnv,
+    engine: OpenAiRealtime,
+    calls: CallSlots,
     /// Set once the server drains: new calls are turned away.
     draining: AtomicBool,
     /// Set when calls still running must end now.
-    pub(crate) shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
 }
 
-impl App {
-    pub(crate) fn rest(&self) -> TwilioRest {
-        TwilioRest::new(
-            &self.config.twilio_api_url,
-            &self.config.twilio_account_sid,
-            self.config.twilio_auth_token.clone(),
-        )
+/// The agent as this deployment runs it: `PATTER_MODEL`, `PATTER_VOICE` and
+/// `PATTER_AUDIO_FORMAT` override what the code says.
+fn deployed(config: &Config, mut agent: AgentSpec) -> AgentSpec {
+    if let Some(model) = &config.model {
+        agent.model = Some(model.clone());
     }
+    if let Some(voice) = &config.voice {
+        agent.voice.clone_from(voice);
+    }
+    if let Some(format) = config.audio_format {
+        agent.audio = format;
+    }
+    agent
 }
 
-/// A running patter server's handle on its calls, for draining.
 pub(crate) fn build_app(config: Config, hooks: Hooks, agent: AgentSpec) -> Arc<App> {
     let (shutdown_tx, shutdown) = watch::channel(false);
+    let control = TwilioRest::new(
+        &config.twilio_api_url,
+        &config.twilio_account_sid,
+        config.twilio_auth_token.clone(),
+    );
+    let env = CallEnv::new(deployed(&config, agent))
+        .hooks(hooks)
+        .limits(config.limits.clone())
+        .system_tools(config.system_tools)
+        .control(Arc::new(control))
+        .shutdown_signal(shutdown);
+    let engine = OpenAiRealtime::new(config.openai_api_key.expose())
+        .url(&config.openai_realtime_url)
+        .handshake_timeout(config.limits.engine_handshake_timeout)
+        .max_message_bytes(config.limits.max_ws_message_bytes);
     Arc::new(App {
         calls: CallSlots::new(config.limits.max_concurrent_calls),
         config,
-        agent,
-        hooks,
+        env,
+        engine,
         draining: AtomicBool::new(false),
-        shutdown,
         shutdown_tx,
     })
 }
@@ -272,7 +294,42 @@ async fn stream(
         .read_buffer_size(crate::util::TWILIO_READ_BUFFER_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| crate::call::session::serve_stream(app, socket))
+        .on_upgrade(move |socket| serve_stream(app, socket))
+}
+
+/// Admits one Media Stream and runs its call: `start` within the limit, the per-call token
+/// the voice webhook issued, a free call slot. A stream that fails any of them is closed
+/// before an engine session is opened.
+async fn serve_stream(app: Arc<App>, socket: WebSocket) {
+    let (leg, start) = match TwilioLeg::accept(socket, app.config.limits.stream_start_timeout).await
+    {
+        Ok(accepted) => accepted,
+        Err(why) => {
+            info!(reason = why, "stream closed before a call started");
+            return;
+        }
+    };
+    let span =
+        tracing::info_span!("stream", call_sid = %start.call_sid, stream_sid = %start.stream_sid);
+    async move {
+        let secret = app.config.stream_secret.expose().as_bytes();
+        if let Err(why) = leg::check_token(secret, &start, crate::util::unix_now()) {
+            warn!(
+                reason = why,
+                "stream refused: no valid call token; no engine session opened"
+            );
+            leg.refuse().await;
+            return;
+        }
+        let Some(_slot) = app.calls.enter() else {
+            warn!("stream refused: the server is at its call limit");
+            leg.refuse().await;
+            return;
+        };
+        app.env.run(&app.engine, leg, leg::context(&start)).await;
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn status(
@@ -335,7 +392,7 @@ pub(crate) async fn serve_app(
                     calls = app.calls.active(),
                     "drain deadline reached; ending the remaining calls"
                 );
-                let _ = app.shutdown_tx.send(true);
+                app.shutdown_tx.send_replace(true);
                 // Each call hangs up and runs on_call_end; bounded in case a hook hangs.
                 let _ = tokio::time::timeout(Duration::from_secs(15), app.calls.idle()).await;
             }

@@ -5,9 +5,6 @@
 /// Twilio's frames are a few hundred bytes, and a larger message just takes more reads.
 pub(crate) const TWILIO_READ_BUFFER_BYTES: usize = 2 * 1024;
 
-/// The WebSocket read buffer of the engine socket, whose audio deltas can be larger.
-pub(crate) const ENGINE_READ_BUFFER_BYTES: usize = 4 * 1024;
-
 /// `bytes` random bytes as lower-case hex, for ids and keys.
 pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -77,19 +74,4 @@ pub(crate) fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// The `head` pieces, then `bytes` in standard base64, then `tail`, in one exactly sized
-/// string.
-pub(crate) fn base64_message(head: &[&str], bytes: &[u8], tail: &str) -> String {
-    use base64::Engine as _;
-    let encoded = base64::encoded_len(bytes.len(), true).unwrap_or(0);
-    let head_len: usize = head.iter().map(|piece| piece.len()).sum();
-    let mut out = String::with_capacity(head_len + encoded + tail.len());
-    for piece in head {
-        out.push_str(piece);
-    }
-    base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut out);
-    out.push_str(tail);
-    out
 }

@@ -53,7 +53,14 @@ async fn an_inbound_call_is_configured_greets_and_relays_audio_both_ways() {
     let conn = h.engine_conn(0).await;
 
     // The engine socket: GA, with the model in the query and the key as a bearer token.
-    assert_eq!(conn.query_param("model").as_deref(), Some("gpt-realtime"));
+    assert_eq!(
+        conn.query_param("model").as_deref(),
+        Some(patter::engine::openai_realtime::DEFAULT_MODEL)
+    );
+    assert_eq!(
+        patter::engine::openai_realtime::DEFAULT_MODEL,
+        "gpt-realtime-2.1"
+    );
     assert_eq!(
         conn.authorization().as_deref(),
         Some(format!("Bearer {}", common::OPENAI_KEY).as_str())

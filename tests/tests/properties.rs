@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use patter::engine::openai_realtime::parse_event;
+use patter::engine::openai_realtime::wire::parse_event;
 use patter::twilio::media::{self, Inbound, Media};
 use patter::twilio::{signature, stream_token, twiml};
 use proptest::prelude::*;

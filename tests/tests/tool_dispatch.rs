@@ -461,7 +461,7 @@ struct Greeter;
 fn struct_agents_list_free_function_tools() {
     let spec = Arc::new(Greeter).spec().expect("valid agent");
     assert_eq!(spec.first_message.as_deref(), Some("Hi there!"));
-    assert_eq!(spec.model, "gpt-realtime-mini");
+    assert_eq!(spec.model.as_deref(), Some("gpt-realtime-mini"));
     let names: Vec<_> = spec.tools.definitions().map(|d| d.name.clone()).collect();
     assert_eq!(names, ["greet", "reserve"]);
 }

@@ -2,11 +2,12 @@
 //! arguments.
 
 use patter::Tool;
+use patter::engine::openai_realtime::wire::tool_json;
 use patter_examples::{customer_service, product_specialist};
 use serde_json::{Value, json};
 
 fn definition_json(tool: &dyn Tool) -> Value {
-    tool.definition().to_openai_json()
+    tool_json(tool.definition())
 }
 
 #[test]

@@ -1,21 +1,30 @@
-//! One phone call: the session that bridges the Twilio stream and the engine, and what the
-//! lifecycle hooks see of it.
+//! One phone call: the session that bridges a carrier leg and an engine session, what the
+//! lifecycle hooks see of it, and [`CallEnv`], which runs a call over any
+//! [`Engine`](crate::engine::Engine) and [`CarrierLeg`](crate::carrier::CarrierLeg).
+//!
+//! The session itself only routes: what it decides is in small state machines beside it
+//! ([`Playback`](playback) for what the caller heard, `Turns` for responses and their tool
+//! calls, `Closing` for goodbyes), each unit-tested on its own.
 
-pub mod audio;
+mod actions;
+mod closing;
+mod env;
+mod hooks;
 mod playback;
+#[doc(hidden)]
 pub mod relay;
-pub(crate) mod session;
+mod session;
+mod setup;
 mod system_tools;
+mod turns;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use crate::tool::CallContext;
 
-use crate::tool::{CallContext, ToolSet};
-
+pub use env::CallEnv;
+pub use hooks::{CallSetup, Hooks};
 pub use system_tools::system_tools;
 
 /// Who said something.
@@ -29,6 +38,7 @@ pub enum Role {
 
 /// One turn of the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TranscriptEntry {
     /// Who spoke.
     pub role: Role,
@@ -40,6 +50,7 @@ pub struct TranscriptEntry {
 
 /// One tool call made during the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ToolCallRecord {
     /// The tool's name.
     pub name: String,
@@ -55,7 +66,8 @@ pub struct ToolCallRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EndReason {
-    /// Twilio stopped the stream: the caller hung up, or the call was redirected.
+    /// The caller's side stopped the media: the caller hung up, or the call moved on (a
+    /// Twilio Media Stream's `stop`).
     StreamStopped,
     /// The agent hung up (`end_call`).
     AgentHungUp {
@@ -67,7 +79,7 @@ pub enum EndReason {
         /// The number dialled.
         to: String,
     },
-    /// The engine could not be reached, or its socket dropped.
+    /// The engine could not be reached, or its connection dropped.
     EngineLost {
         /// What happened.
         detail: String,
@@ -81,106 +93,24 @@ pub enum EndReason {
     MaxDuration,
     /// The server shut down before the call finished.
     Shutdown,
-    /// The Twilio socket closed without `stop`.
+    /// The caller's connection closed or failed without a stop.
     StreamClosed,
 }
 
 /// What `on_call_end` receives.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CallSummary {
     /// The call.
     pub context: CallContext,
     /// Why it ended.
     pub reason: EndReason,
-    /// How long the stream lasted.
+    /// How long the call lasted, from its start to its end.
     pub duration: Duration,
     /// Both sides of the conversation, in order.
     pub transcript: Vec<TranscriptEntry>,
     /// The tool calls, in the order they finished.
     pub tool_calls: Vec<ToolCallRecord>,
-}
-
-/// What `on_call_start` may change for one call.
-#[derive(Debug, Clone, Default)]
-pub struct CallSetup {
-    pub(crate) system_prompt: Option<String>,
-    pub(crate) first_message: Option<Option<String>>,
-    pub(crate) variables: BTreeMap<String, String>,
-    pub(crate) tools: Option<ToolSet>,
-}
-
-impl CallSetup {
-    /// Keeps the agent's settings.
-    pub fn new() -> Self {
-        CallSetup::default()
-    }
-
-    /// Replaces the system prompt for this call.
-    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
-        self.system_prompt = Some(prompt.into());
-        self
-    }
-
-    /// Replaces the first message for this call.
-    pub fn first_message(mut self, text: impl Into<String>) -> Self {
-        self.first_message = Some(Some(text.into()));
-        self
-    }
-
-    /// No first message on this call: the caller speaks first.
-    pub fn no_first_message(mut self) -> Self {
-        self.first_message = Some(None);
-        self
-    }
-
-    /// Sets a prompt variable for this call.
-    pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.variables.insert(name.into(), value.into());
-        self
-    }
-
-    /// Replaces the agent's tools for this call.
-    pub fn tools(mut self, tools: ToolSet) -> Self {
-        self.tools = Some(tools);
-        self
-    }
-}
-
-type StartHook = dyn Fn(CallContext) -> BoxFuture<'static, CallSetup> + Send + Sync;
-type TranscriptHook = dyn Fn(&CallContext, &TranscriptEntry) + Send + Sync;
-type EndHook = dyn Fn(CallSummary) -> BoxFuture<'static, ()> + Send + Sync;
-
-/// The lifecycle hooks.
-#[derive(Clone, Default)]
-pub(crate) struct Hooks {
-    pub(crate) on_call_start: Option<Arc<StartHook>>,
-    pub(crate) on_transcript: Option<Arc<TranscriptHook>>,
-    pub(crate) on_call_end: Option<Arc<EndHook>>,
-}
-
-impl Hooks {
-    pub(crate) fn set_on_call_start<F, Fut>(&mut self, hook: F)
-    where
-        F: Fn(CallContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = CallSetup> + Send + 'static,
-    {
-        self.on_call_start = Some(Arc::new(move |ctx| Box::pin(hook(ctx))));
-    }
-
-    pub(crate) fn set_on_transcript<F>(&mut self, hook: F)
-    where
-        F: Fn(&CallContext, &TranscriptEntry) + Send + Sync + 'static,
-    {
-        self.on_transcript = Some(Arc::new(hook));
-    }
-
-    pub(crate) fn set_on_call_end<F, Fut>(&mut self, hook: F)
-    where
-        F: Fn(CallSummary) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.on_call_end = Some(Arc::new(move |summary| Box::pin(hook(summary))));
-    }
 }
 
 /// Fills `{name}` placeholders in `template` from `values`; unknown placeholders stay as

@@ -1,21 +1,22 @@
-//! The per-frame work of a call, in one place: caller audio from Twilio into the engine's
-//! `input_audio_buffer.append`, and engine audio into Twilio's `media`, in either audio mode.
-//! The call session does the socket I/O around it; the benchmarks measure exactly this.
+//! The per-frame conversion of a call, in one place: caller audio (μ-law 8 kHz, as the
+//! carrier sends it) into the engine's format, and the engine's audio back into μ-law. The
+//! session does the I/O around it; the benchmarks measure exactly this.
+//!
+//! In `Pcmu` mode nothing is converted: the very base64 text that arrived goes on, checked
+//! but neither decoded nor copied. In `Pcm24k` mode the audio is decoded, resampled and
+//! handed on as raw bytes, which the peer's message builder base64-encodes once.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::audio::{Downsampler, Upsampler, release_if_large};
-use crate::engine::AudioFormat;
-use crate::engine::openai_realtime as realtime;
-use crate::twilio::media::{self, Outbound};
+use crate::audio::codec::{Downsampler, Upsampler, release_if_large};
+use crate::audio::{AudioChunk, AudioFormat, decoded_len, is_base64};
 
-/// One call's audio relay: its format, its outbound message builder, and, for PCM, its
-/// resamplers' state and reused buffers.
+/// One call's audio conversion: the engine's format, and for PCM the resamplers' state and
+/// reused buffers.
 #[derive(Debug, Clone)]
 pub struct AudioRelay {
     format: AudioFormat,
-    out: Outbound,
     upsampler: Upsampler,
     downsampler: Downsampler,
     /// Decoded audio, reused from frame to frame.
@@ -25,11 +26,10 @@ pub struct AudioRelay {
 }
 
 impl AudioRelay {
-    /// The relay of the stream `stream_sid`, with the engine speaking `format`.
-    pub fn new(format: AudioFormat, stream_sid: &str) -> Self {
+    /// The relay of a call whose engine speaks `format`.
+    pub fn new(format: AudioFormat) -> Self {
         AudioRelay {
             format,
-            out: Outbound::new(stream_sid),
             upsampler: Upsampler::default(),
             downsampler: Downsampler::default(),
             scratch: Vec::new(),
@@ -37,67 +37,53 @@ impl AudioRelay {
         }
     }
 
-    /// The builder of this stream's other messages to Twilio (marks, `clear`).
-    pub fn outbound(&self) -> &Outbound {
-        &self.out
-    }
-
-    /// A Twilio `media` payload as the engine's append message, or `None` if the payload is
-    /// not canonical base64 (then nothing is relayed). In `Pcmu` mode the very string goes
-    /// on, neither decoded nor re-encoded.
-    pub fn caller_audio(&mut self, payload: &str) -> Option<String> {
-        if !media::looks_like_base64(payload) {
+    /// Caller audio (base64 μ-law) as the engine's audio, or `None` if the payload is not
+    /// canonical base64 (then nothing is relayed).
+    pub fn caller_audio<'a>(&'a mut self, payload: &'a str) -> Option<AudioChunk<'a>> {
+        if !is_base64(payload) {
             return None;
         }
         match self.format {
-            AudioFormat::Pcmu => Some(realtime::append_audio(payload)),
+            AudioFormat::Pcmu => Some(AudioChunk::Base64(payload)),
             AudioFormat::Pcm24k => {
-                self.scratch.clear();
+                self.reset_buffers();
                 BASE64.decode_vec(payload, &mut self.scratch).ok()?;
-                self.converted.clear();
                 self.upsampler.process(&self.scratch, &mut self.converted);
-                let message = realtime::append_audio_encoded(&self.converted);
-                self.release_buffers();
-                Some(message)
+                Some(AudioChunk::Raw(&self.converted))
             }
         }
     }
 
-    /// An engine audio delta as Twilio's `media` message. In `Pcmu` mode the very string
-    /// goes on.
-    pub fn agent_audio(&mut self, audio: &str) -> AgentAudio {
-        if !media::looks_like_base64(audio) {
+    /// An engine audio delta (base64, in the engine's format) as μ-law for the carrier.
+    pub fn agent_audio<'a>(&'a mut self, audio: &'a str) -> AgentAudio<'a> {
+        if !is_base64(audio) {
             return AgentAudio::Refused;
         }
         match self.format {
             AudioFormat::Pcmu => AgentAudio::Media {
-                message: self.out.media(audio),
-                mulaw_bytes: media::decoded_len(audio),
+                audio: AudioChunk::Base64(audio),
+                mulaw_bytes: decoded_len(audio),
             },
             AudioFormat::Pcm24k => {
-                self.scratch.clear();
+                self.reset_buffers();
                 if BASE64.decode_vec(audio, &mut self.scratch).is_err() {
                     return AgentAudio::Refused;
                 }
-                self.converted.clear();
                 self.downsampler.process(&self.scratch, &mut self.converted);
-                let mulaw_bytes = self.converted.len();
-                let outcome = if mulaw_bytes == 0 {
-                    // Twilio refuses an empty payload; the samples wait in the resampler.
-                    AgentAudio::Held
-                } else {
-                    AgentAudio::Media {
-                        message: self.out.media_encoded(&self.converted),
-                        mulaw_bytes,
-                    }
-                };
-                self.release_buffers();
-                outcome
+                if self.converted.is_empty() {
+                    // A carrier refuses an empty payload; the samples wait in the resampler.
+                    return AgentAudio::Held;
+                }
+                AgentAudio::Media {
+                    mulaw_bytes: self.converted.len(),
+                    audio: AudioChunk::Raw(&self.converted),
+                }
             }
         }
     }
 
-    fn release_buffers(&mut self) {
+    /// Empties the buffers before a conversion, giving back what an oversized chunk took.
+    fn reset_buffers(&mut self) {
         self.scratch.clear();
         self.converted.clear();
         release_if_large(&mut self.scratch);
@@ -107,12 +93,12 @@ impl AudioRelay {
 
 /// What becomes of a chunk of agent audio.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentAudio {
-    /// Twilio's `media` message, carrying `mulaw_bytes` of audio (what the caller will hear).
+pub enum AgentAudio<'a> {
+    /// μ-law audio for the carrier, `mulaw_bytes` long (what the caller will hear).
     Media {
-        /// The message.
-        message: String,
-        /// The μ-law bytes in it.
+        /// The audio.
+        audio: AudioChunk<'a>,
+        /// Its length in μ-law bytes.
         mulaw_bytes: usize,
     },
     /// Too short to make a single 8 kHz sample yet: kept in the resampler, nothing to send.
@@ -127,7 +113,7 @@ mod tests {
 
     #[test]
     fn a_pcm_chunk_too_short_for_one_sample_is_held_not_sent_empty() {
-        let mut relay = AudioRelay::new(AudioFormat::Pcm24k, "MZ1");
+        let mut relay = AudioRelay::new(AudioFormat::Pcm24k);
         // One 24 kHz sample (2 bytes), then two more: the third completes an 8 kHz sample.
         assert_eq!(relay.agent_audio("AAA="), AgentAudio::Held);
         let AgentAudio::Media { mulaw_bytes, .. } = relay.agent_audio("AAAAAA==") else {
@@ -138,26 +124,30 @@ mod tests {
 
     #[test]
     fn a_huge_chunk_does_not_keep_its_buffers_for_the_rest_of_the_call() {
-        let mut relay = AudioRelay::new(AudioFormat::Pcm24k, "MZ1");
+        let mut relay = AudioRelay::new(AudioFormat::Pcm24k);
         let huge = BASE64.encode(vec![0u8; 512 * 1024]);
         assert!(matches!(relay.agent_audio(&huge), AgentAudio::Media { .. }));
+        let frame = BASE64.encode([0u8; 960]);
+        assert!(matches!(
+            relay.agent_audio(&frame),
+            AgentAudio::Media { .. }
+        ));
         assert!(relay.scratch.capacity() <= 64 * 1024);
         assert!(relay.converted.capacity() <= 64 * 1024);
     }
 
     #[test]
     fn pcmu_passes_the_same_base64_through_both_ways() {
-        let mut relay = AudioRelay::new(AudioFormat::Pcmu, "MZ1");
-        let append = relay.caller_audio("AAAA").expect("relayed");
-        assert_eq!(
-            append,
-            r#"{"type":"input_audio_buffer.append","audio":"AAAA"}"#
-        );
+        let mut relay = AudioRelay::new(AudioFormat::Pcmu);
+        let payload = String::from("AAAA");
+        let Some(AudioChunk::Base64(forwarded)) = relay.caller_audio(&payload) else {
+            panic!("not passed through");
+        };
+        assert!(std::ptr::eq(forwarded, payload.as_str()), "copied");
         assert_eq!(
             relay.agent_audio("//8="),
             AgentAudio::Media {
-                message: r#"{"event":"media","streamSid":"MZ1","media":{"payload":"//8="}}"#
-                    .to_owned(),
+                audio: AudioChunk::Base64("//8="),
                 mulaw_bytes: 2
             }
         );
@@ -165,33 +155,28 @@ mod tests {
 
     #[test]
     fn pcm24k_triples_the_rate_in_and_divides_it_out() {
-        let mut relay = AudioRelay::new(AudioFormat::Pcm24k, "MZ1");
+        let mut relay = AudioRelay::new(AudioFormat::Pcm24k);
         let frame = BASE64.encode([0xffu8; 160]);
-        let append: serde_json::Value =
-            serde_json::from_str(&relay.caller_audio(&frame).expect("relayed")).expect("json");
-        let pcm = BASE64
-            .decode(append["audio"].as_str().expect("audio"))
-            .expect("base64");
+        let Some(AudioChunk::Raw(pcm)) = relay.caller_audio(&frame) else {
+            panic!("not converted");
+        };
         assert_eq!(pcm.len(), 160 * 3 * 2);
+        let pcm = BASE64.encode(pcm);
         let AgentAudio::Media {
-            message,
+            audio: AudioChunk::Raw(mulaw),
             mulaw_bytes,
-        } = relay.agent_audio(&BASE64.encode(&pcm))
+        } = relay.agent_audio(&pcm)
         else {
             panic!("not relayed");
         };
         assert_eq!(mulaw_bytes, 160);
-        let media: serde_json::Value = serde_json::from_str(&message).expect("json");
-        let mulaw = BASE64
-            .decode(media["media"]["payload"].as_str().expect("payload"))
-            .expect("base64");
         assert_eq!(mulaw.len(), 160);
     }
 
     #[test]
     fn audio_that_is_not_base64_is_refused_in_both_modes() {
         for format in [AudioFormat::Pcmu, AudioFormat::Pcm24k] {
-            let mut relay = AudioRelay::new(format, "MZ1");
+            let mut relay = AudioRelay::new(format);
             for bad in ["", "AAA", "AA\"A", "AAA=A===", "AB=="] {
                 assert_eq!(relay.caller_audio(bad), None, "{format:?} {bad:?}");
                 assert_eq!(

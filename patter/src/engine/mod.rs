@@ -1,24 +1,70 @@
-//! The speech-engine seam. The call session speaks in these small types; each engine
-//! (OpenAI Realtime GA first) turns them into its own wire messages inside its module.
+//! The speech-engine seam: how a call drives any speech-to-speech engine.
+//!
+//! An [`Engine`] opens one [`EngineSession`] per call from an [`EngineSetup`]. The call then
+//! reads the session's frames, has the engine [`parse`](EngineSession::parse) each into an
+//! [`EngineEvent`] (which borrows from the frame, so an audio delta is relayed without a
+//! copy), and sends [`EngineCommand`]s back. Everything that differs from engine to engine
+//! stays behind this seam: the wire format, how a tool is described, voice-activity
+//! settings, which errors are fatal, and what "continue after the tools" means on the wire.
+//!
+//! [`OpenAiRealtime`](openai_realtime::OpenAiRealtime) is the first engine.
+//!
+//! The call is generic over the engine, so the audio path is statically dispatched: no
+//! boxed future or virtual call per frame.
 
 pub mod openai_realtime;
 
 use std::borrow::Cow;
+use std::future::Future;
 
+pub use crate::audio::{AudioChunk, AudioFormat};
 use crate::tool::ToolDefinition;
 
-/// The audio format between patter and the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AudioFormat {
-    /// G.711 μ-law 8 kHz, Twilio's own format, passed through untouched (the default).
-    #[default]
-    Pcmu,
-    /// PCM16 24 kHz: patter transcodes and resamples each way, for models that need it.
-    Pcm24k,
+/// A speech engine: opens one session per call.
+pub trait Engine: Send + Sync + 'static {
+    /// One call's connection to the engine.
+    type Session: EngineSession;
+
+    /// The model used when the agent names none.
+    fn default_model(&self) -> &str;
+
+    /// Opens a session configured with `setup`. The engine bounds the time this takes
+    /// (connect and handshake) by its own timeouts.
+    fn open(
+        &self,
+        setup: &EngineSetup,
+    ) -> impl Future<Output = Result<Self::Session, EngineError>> + Send;
+}
+
+/// One call's connection to an engine.
+///
+/// The call reads with [`recv`](EngineSession::recv) inside a `select!` with its other
+/// inputs, so `recv` must be cancel-safe: dropping its future loses no frame.
+pub trait EngineSession: Send + 'static {
+    /// One message as it arrives, owned; [`EngineSession::parse`] reads events out of it.
+    type Frame: Send;
+
+    /// Waits for the next frame. An error means the engine is gone (closed, dropped, or the
+    /// socket failed); the call then ends.
+    fn recv(&mut self) -> impl Future<Output = Result<Self::Frame, EngineError>> + Send;
+
+    /// Reads a frame. A frame that cannot be read is [`EngineError::Malformed`]: the call
+    /// counts it and goes on.
+    fn parse<'f>(&mut self, frame: &'f Self::Frame) -> Result<EngineEvent<'f>, EngineError>;
+
+    /// Sends a command. An error means the engine is gone.
+    fn send(
+        &mut self,
+        command: EngineCommand<'_>,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Closes the session. The call bounds how long this may take.
+    fn close(self) -> impl Future<Output = ()> + Send;
 }
 
 /// What the engine is configured with for one call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct EngineSetup {
     /// The model.
     pub model: String,
@@ -30,15 +76,52 @@ pub struct EngineSetup {
     pub audio: AudioFormat,
     /// The tools the model may call.
     pub tools: Vec<ToolDefinition>,
+    /// Spoken word for word once the engine is [`Ready`](EngineEvent::Ready), if set. The
+    /// call sends it as [`EngineCommand::SayVerbatim`]; an engine that needs it earlier (in
+    /// its start-up context, say) finds it here.
+    pub first_message: Option<String>,
 }
 
-/// Something the engine said, in patter's terms, borrowing its strings from the event's
-/// text where it can (an audio delta is relayed without a copy).
+impl EngineSetup {
+    /// A setup with these settings, no tools and no first message.
+    pub fn new(
+        model: impl Into<String>,
+        instructions: impl Into<String>,
+        voice: impl Into<String>,
+        audio: AudioFormat,
+    ) -> Self {
+        EngineSetup {
+            model: model.into(),
+            instructions: instructions.into(),
+            voice: voice.into(),
+            audio,
+            tools: Vec::new(),
+            first_message: None,
+        }
+    }
+
+    /// Sets the tools.
+    pub fn tools(mut self, tools: Vec<ToolDefinition>) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// Sets the first message.
+    pub fn first_message(mut self, text: Option<String>) -> Self {
+        self.first_message = text;
+        self
+    }
+}
+
+/// Something the engine said, in patter's terms, borrowing its strings from the frame where
+/// it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EngineEvent<'a> {
-    /// The session accepted its configuration.
-    SessionUpdated,
-    /// A response started.
+    /// The engine took its configuration: the first message may be spoken. May come more
+    /// than once; only the first counts.
+    Ready,
+    /// A response started: the agent is about to speak or call tools.
     ResponseStarted {
         /// Its id.
         response_id: Cow<'a, str>,
@@ -47,29 +130,30 @@ pub enum EngineEvent<'a> {
     Audio {
         /// The response it belongs to.
         response_id: Cow<'a, str>,
-        /// The assistant item it belongs to.
+        /// The item it belongs to (what a truncation names).
         item_id: Cow<'a, str>,
         /// Base64 audio.
         audio: Cow<'a, str>,
     },
-    /// The caller started speaking.
+    /// The caller started speaking: the agent must stop.
     SpeechStarted,
     /// The model wants a tool called.
     FunctionCall {
         /// The response it belongs to.
         response_id: Cow<'a, str>,
-        /// The engine's id of this call.
+        /// The engine's id of this call; the result names it.
         call_id: Cow<'a, str>,
         /// The tool's name.
         name: Cow<'a, str>,
         /// JSON arguments, as text.
         arguments: Cow<'a, str>,
     },
-    /// A response finished.
+    /// A response finished: every tool call it makes has been announced. Once each has an
+    /// answer, the call sends [`EngineCommand::ContinueAfterTools`].
     ResponseDone {
         /// Its id.
         response_id: Cow<'a, str>,
-        /// `completed`, `cancelled`, `failed`, `incomplete`.
+        /// How it ended, in the engine's words (`completed`, `cancelled`, …).
         status: Cow<'a, str>,
     },
     /// What the caller said, transcribed.
@@ -88,9 +172,64 @@ pub enum EngineEvent<'a> {
         code: Option<Cow<'a, str>>,
         /// The message.
         message: Cow<'a, str>,
-        /// Whether the session cannot go on.
+        /// Whether the session cannot go on (the engine decides which codes are fatal).
         fatal: bool,
     },
-    /// Anything the session does not act on.
+    /// Anything the call does not act on.
     Ignored,
+}
+
+/// What the call asks of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineCommand<'a> {
+    /// Caller audio, in the session's format.
+    AppendAudio(AudioChunk<'a>),
+    /// The result of one tool call (a JSON text, or an error JSON).
+    ToolResult {
+        /// The engine's id of the call.
+        call_id: &'a str,
+        /// What the model is handed.
+        output: &'a str,
+    },
+    /// Every tool call of a finished response has its result: the model may go on.
+    ContinueAfterTools,
+    /// Say these words exactly (the first message).
+    SayVerbatim {
+        /// The words.
+        text: &'a str,
+    },
+    /// Respond once with these instructions (a goodbye, say); the session's own stay.
+    Respond {
+        /// The instructions.
+        instructions: &'a str,
+    },
+    /// The caller heard only the first `heard_ms` of this item: forget the rest.
+    Truncate {
+        /// The item.
+        item_id: &'a str,
+        /// How much of it was heard.
+        heard_ms: u64,
+    },
+}
+
+/// Why the engine failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The engine could not be reached or refused the session.
+    #[error("the engine could not be reached: {0}")]
+    Connect(String),
+    /// The engine did not accept the session in time.
+    #[error("the engine did not accept the connection within {0} ms")]
+    Timeout(u128),
+    /// The engine closed the session or the connection dropped.
+    #[error("{0}")]
+    Closed(String),
+    /// The connection failed.
+    #[error("the engine connection failed: {0}")]
+    Io(String),
+    /// A frame that could not be read; the call goes on.
+    #[error("malformed engine event: {0}")]
+    Malformed(String),
 }

@@ -15,20 +15,11 @@ pub enum Direction {
 }
 
 impl Direction {
-    /// `"inbound"` or `"outbound"`, as Twilio spells it.
+    /// `"inbound"` or `"outbound"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
-        }
-    }
-
-    /// Reads Twilio's `Direction` value (`inbound`, `outbound-api`, `outbound-dial`, …).
-    pub fn from_twilio(value: &str) -> Self {
-        if value.starts_with("outbound") {
-            Direction::Outbound
-        } else {
-            Direction::Inbound
         }
     }
 }
@@ -72,7 +63,7 @@ struct Inner {
 }
 
 impl CallContext {
-    /// Starts a context for the call with this id (Twilio's `CallSid`).
+    /// Starts a context for the call with this id (the carrier's id of the call).
     pub fn builder(call_id: impl Into<String>) -> CallContextBuilder {
         CallContextBuilder {
             inner: Inner {
@@ -86,22 +77,22 @@ impl CallContext {
         }
     }
 
-    /// The call's id (Twilio's `CallSid`, `CA` + 32 hex digits).
+    /// The call's id, as the carrier knows it.
     pub fn call_id(&self) -> &str {
         &self.inner.call_id
     }
 
-    /// The caller's number (`From`), E.164.
+    /// The caller's number, E.164.
     pub fn caller(&self) -> &str {
         &self.inner.caller
     }
 
-    /// The number that was called (`To`), E.164.
+    /// The number that was called, E.164.
     pub fn callee(&self) -> &str {
         &self.inner.callee
     }
 
-    /// The Media Streams stream id (`MZ…`); empty outside a live stream.
+    /// The carrier's id of the call's media stream; empty outside a live stream.
     pub fn stream_id(&self) -> &str {
         &self.inner.stream_id
     }
@@ -161,7 +152,7 @@ impl CallContextBuilder {
         self
     }
 
-    /// The Media Streams stream id.
+    /// The carrier's id of the call's media stream.
     pub fn stream_id(mut self, stream_id: impl Into<String>) -> Self {
         self.inner.stream_id = stream_id.into();
         self

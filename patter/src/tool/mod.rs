@@ -27,6 +27,9 @@ pub use webhook::WebhookTool;
 /// How long a tool may run before the model is told it timed out, unless the tool says.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest tool result handed to the model unless a limit says otherwise: 16 KiB.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024;
+
 /// What the model is told about a tool: built once, when the tool is made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolDefinition {
@@ -36,18 +39,6 @@ pub struct ToolDefinition {
     pub description: String,
     /// JSON schema of the arguments; its root is an object.
     pub parameters: Value,
-}
-
-impl ToolDefinition {
-    /// The definition as an OpenAI Realtime `tools[]` entry.
-    pub fn to_openai_json(&self) -> Value {
-        serde_json::json!({
-            "type": "function",
-            "name": self.name,
-            "description": self.description,
-            "parameters": self.parameters,
-        })
-    }
 }
 
 /// One tool the model can call.

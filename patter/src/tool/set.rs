@@ -9,7 +9,9 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
-use super::{CallAction, CallContext, Invocation, Tool, ToolDefinition, ToolError};
+use super::{
+    CallAction, CallContext, DEFAULT_MAX_RESULT_BYTES, Invocation, Tool, ToolDefinition, ToolError,
+};
 
 /// Why a [`ToolSet`] could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,10 +45,24 @@ pub fn is_valid_tool_name(name: &str) -> bool {
 }
 
 /// The tools of one agent, in registration order, checked when built.
-#[derive(Clone, Default)]
+///
+/// Dispatching through the set is exactly what a call does: the same argument checks,
+/// timeouts, error mapping and result limit ([`ToolSet::with_max_result_bytes`]).
+#[derive(Clone)]
 pub struct ToolSet {
     tools: Vec<Arc<dyn Tool>>,
     by_name: HashMap<String, usize>,
+    max_result_bytes: usize,
+}
+
+impl Default for ToolSet {
+    fn default() -> Self {
+        ToolSet {
+            tools: Vec::new(),
+            by_name: HashMap::new(),
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+        }
+    }
 }
 
 /// Collects tools for a [`ToolSet`]; see [`ToolSet::builder`].
@@ -97,6 +113,7 @@ impl ToolSetBuilder {
         Ok(ToolSet {
             tools: self.tools,
             by_name,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
         })
     }
 }
@@ -153,6 +170,18 @@ impl ToolSet {
         self.tools.is_empty()
     }
 
+    /// The same tools, with results longer than `bytes` cut (default 16 KiB, as a call's
+    /// [`Limits::max_tool_result_bytes`](crate::Limits::max_tool_result_bytes)).
+    pub fn with_max_result_bytes(mut self, bytes: usize) -> Self {
+        self.max_result_bytes = bytes;
+        self
+    }
+
+    /// The longest result handed to the model; longer ones are cut, with a note.
+    pub fn max_result_bytes(&self) -> usize {
+        self.max_result_bytes
+    }
+
     /// Runs the model's call of tool `name` with JSON `arguments`, with a fresh invocation id.
     pub async fn dispatch(
         &self,
@@ -167,8 +196,9 @@ impl ToolSet {
     /// Runs the model's call of tool `name`; `id` identifies this invocation (the engine's
     /// function `call_id`).
     ///
-    /// Every outcome is a string for the model: the result, or an error JSON for an unknown
-    /// tool, bad arguments, a tool error, a panic or a timeout. Nothing here ends the call.
+    /// Every outcome is a string for the model: the result (cut to
+    /// [`ToolSet::max_result_bytes`], with a note), or an error JSON for an unknown tool, bad
+    /// arguments, a tool error, a panic or a timeout. Nothing here ends the call.
     pub async fn dispatch_with_id(
         &self,
         name: &str,
@@ -209,7 +239,7 @@ impl ToolSet {
                 span.in_scope(|| tracing::info!(elapsed_ms, "tool finished"));
                 let (output, actions) = output.into_parts();
                 DispatchOutcome {
-                    output,
+                    output: span.in_scope(|| cap(name, output, self.max_result_bytes)),
                     error: None,
                     actions,
                 }
@@ -220,6 +250,24 @@ impl ToolSet {
             }
         }
     }
+}
+
+/// A result longer than `limit` is cut at a character boundary, with a note; the full text
+/// goes to the log.
+fn cap(name: &str, output: String, limit: usize) -> String {
+    if output.len() <= limit {
+        return output;
+    }
+    tracing::info!(tool = name, full_output = %output, "tool result cut for the model");
+    let mut cut = limit;
+    while !output.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}… [result cut: it was {} bytes, the limit is {limit}]",
+        &output[..cut],
+        output.len()
+    )
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::audio::AudioChunk;
+
 /// One message from Twilio, borrowing its strings from the frame's text where it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound<'a> {
@@ -146,44 +148,7 @@ pub fn parse(text: &str) -> Result<Inbound<'_>, serde_json::Error> {
     })
 }
 
-/// Whether `text` is non-empty, canonical standard base64, checked without decoding: the
-/// alphabet, a length that is a multiple of 4, at most two `=` and only at the end, and no
-/// stray bits before the padding. These are exactly the non-empty texts the standard decoder
-/// accepts, so nothing else is relayed as audio (nor needs escaping in JSON).
-pub fn looks_like_base64(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
-        return false;
-    }
-    let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();
-    if padding > 2 {
-        return false;
-    }
-    let data = &bytes[..bytes.len() - padding];
-    let mut last = 0;
-    for &b in data {
-        last = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return false,
-        };
-    }
-    // The last symbol before the padding carries bits that must be zero.
-    match padding {
-        1 => last & 0b11 == 0,
-        2 => last & 0b1111 == 0,
-        _ => true,
-    }
-}
-
-/// How many bytes a base64 text decodes to, without decoding it.
-pub fn decoded_len(text: &str) -> usize {
-    let padding = text.bytes().rev().take_while(|&b| b == b'=').count().min(2);
-    (text.len() / 4 * 3).saturating_sub(padding)
-}
+pub use crate::audio::{decoded_len, is_base64 as looks_like_base64};
 
 /// Builds patter's messages to Twilio for one stream; the stream id is escaped once. Media
 /// and marks are written into one exactly sized string each: one allocation per message,
@@ -208,29 +173,12 @@ impl Outbound {
         }
     }
 
-    /// Agent audio; `payload` must be base64 (see [`looks_like_base64`]), which needs no
-    /// escaping.
-    pub fn media(&self, payload: &str) -> String {
-        let mut out = String::with_capacity(
-            MEDIA_HEAD.len()
-                + self.stream_sid_json.len()
-                + MEDIA_MID.len()
-                + payload.len()
-                + MEDIA_TAIL.len(),
-        );
-        out.push_str(MEDIA_HEAD);
-        out.push_str(&self.stream_sid_json);
-        out.push_str(MEDIA_MID);
-        out.push_str(payload);
-        out.push_str(MEDIA_TAIL);
-        out
-    }
-
-    /// Agent audio given as raw μ-law bytes, base64-encoded straight into the message.
-    pub fn media_encoded(&self, mulaw: &[u8]) -> String {
-        crate::util::base64_message(
+    /// Agent audio: base64 text goes in as it is (it needs no escaping), raw μ-law bytes are
+    /// base64-encoded straight into the message.
+    pub fn media(&self, audio: AudioChunk<'_>) -> String {
+        crate::audio::audio_message(
             &[MEDIA_HEAD, &self.stream_sid_json, MEDIA_MID],
-            mulaw,
+            audio,
             MEDIA_TAIL,
         )
     }

@@ -1,7 +1,11 @@
-//! The Twilio REST calls a live call needs: hang up and transfer.
+//! The Twilio REST calls a live call needs (hang up and transfer), as the call's
+//! [`CallControl`].
 
 use std::fmt;
 
+use futures_util::future::BoxFuture;
+
+use crate::carrier::{CallControl, ControlError};
 use crate::secret::Secret;
 use crate::tool::webhook;
 
@@ -102,5 +106,27 @@ impl fmt::Debug for TwilioRest {
             .field("account_sid", &self.account_sid)
             .field("auth_token", &self.auth_token)
             .finish()
+    }
+}
+
+impl CallControl for TwilioRest {
+    fn hang_up<'a>(&'a self, call_id: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            TwilioRest::hang_up(self, call_id)
+                .await
+                .map_err(|e| ControlError::new(e.to_string()))
+        })
+    }
+
+    fn transfer<'a>(
+        &'a self,
+        call_id: &'a str,
+        number: &'a str,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            TwilioRest::transfer(self, call_id, number)
+                .await
+                .map_err(|e| ControlError::new(e.to_string()))
+        })
     }
 }

@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures_util::{SinkExt, StreamExt};
-use patter::call::audio::{Downsampler, Upsampler, mulaw_decode, mulaw_encode};
+use patter::audio::codec::{Downsampler, Upsampler, mulaw_decode, mulaw_encode};
 use patter::{
     AgentSpec, AudioFormat, CallContext, ConfigBuilder, FnTool, Json, Limits, Patter, ToolSet,
 };

@@ -1,6 +1,6 @@
-//! G.711 μ-law ⇄ PCM16 24 kHz, for engines that want PCM. Twilio speaks μ-law at 8 kHz; the
-//! resamplers are polyphase windowed-sinc FIR filters whose state carries across chunks, so
-//! chunk boundaries add no clicks.
+//! G.711 μ-law ⇄ PCM16 24 kHz, for engines that want PCM while the carrier speaks μ-law at
+//! 8 kHz. The resamplers are polyphase windowed-sinc FIR filters whose state carries across
+//! chunks, so chunk boundaries add no clicks.
 
 use std::f64::consts::PI;
 

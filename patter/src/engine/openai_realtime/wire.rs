@@ -1,70 +1,19 @@
-//! OpenAI Realtime (GA): the WebSocket client and the GA message shapes.
+//! OpenAI Realtime (GA) on the wire: the client events patter sends and the server events it
+//! reads. Builders write each message into one exactly sized string where it is sent per
+//! frame; the parser reads only the fields patter acts on, borrowing from the frame.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{AudioFormat, EngineEvent, EngineSetup};
-use crate::secret::Secret;
-
-/// The engine's socket.
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Why the engine could not be reached.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The URL or header was malformed.
-    #[error("invalid engine request: {0}")]
-    Request(String),
-    /// The handshake did not finish in time.
-    #[error("the engine did not accept the connection within {0} ms")]
-    Timeout(u128),
-    /// The connection or handshake failed.
-    #[error("the engine connection failed: {0}")]
-    Failed(String),
-}
-
-/// Opens the Realtime socket: `<url>?model=<model>` with `Authorization: Bearer`, GA (no
-/// `OpenAI-Beta` header).
-pub async fn connect(
-    url: &str,
-    api_key: &Secret,
-    model: &str,
-    timeout: Duration,
-    max_message_bytes: usize,
-) -> Result<Socket, ConnectError> {
-    crate::util::install_crypto_provider();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let model: String = url::form_urlencoded::byte_serialize(model.as_bytes()).collect();
-    let mut request = format!("{url}{separator}model={model}")
-        .into_client_request()
-        .map_err(|e| ConnectError::Request(e.to_string()))?;
-    let auth = HeaderValue::from_str(&format!("Bearer {}", api_key.expose()))
-        .map_err(|_| ConnectError::Request("the API key is not a valid header value".into()))?;
-    request.headers_mut().insert("Authorization", auth);
-    let config = WebSocketConfig::default()
-        // tungstenite's default 128 KiB read buffer is zeroed on every read and stays
-        // resident per call; phone-call events are small.
-        .read_buffer_size(crate::util::ENGINE_READ_BUFFER_BYTES)
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes));
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok((socket, _response))) => Ok(socket),
-        Ok(Err(e)) => Err(ConnectError::Failed(e.to_string())),
-        Err(_) => Err(ConnectError::Timeout(timeout.as_millis())),
-    }
-}
+use super::ServerVad;
+use crate::audio::{AudioChunk, AudioFormat};
+use crate::engine::{EngineEvent, EngineSetup};
+use crate::tool::ToolDefinition;
 
 fn format_json(format: AudioFormat) -> Value {
     match format {
@@ -73,9 +22,38 @@ fn format_json(format: AudioFormat) -> Value {
     }
 }
 
-/// The GA `session.update` for a phone call.
-pub fn session_update(setup: &EngineSetup) -> String {
-    let tools: Vec<Value> = setup.tools.iter().map(|t| t.to_openai_json()).collect();
+/// A tool definition as a Realtime `tools[]` entry.
+pub fn tool_json(tool: &ToolDefinition) -> Value {
+    json!({
+        "type": "function",
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": tool.parameters,
+    })
+}
+
+/// The GA `session.update` for a phone call: audio both ways in the setup's format, server
+/// VAD that starts and interrupts responses, input transcription, the tools.
+pub fn session_update(
+    setup: &EngineSetup,
+    vad: &ServerVad,
+    transcription_model: Option<&str>,
+) -> String {
+    let tools: Vec<Value> = setup.tools.iter().map(tool_json).collect();
+    let mut input = json!({
+        "format": format_json(setup.audio),
+        "turn_detection": {
+            "type": "server_vad",
+            "threshold": vad.threshold,
+            "prefix_padding_ms": vad.prefix_padding_ms,
+            "silence_duration_ms": vad.silence_duration_ms,
+            "create_response": true,
+            "interrupt_response": true
+        }
+    });
+    if let Some(model) = transcription_model {
+        input["transcription"] = json!({ "model": model });
+    }
     json!({
         "type": "session.update",
         "session": {
@@ -84,18 +62,7 @@ pub fn session_update(setup: &EngineSetup) -> String {
             "output_modalities": ["audio"],
             "instructions": setup.instructions,
             "audio": {
-                "input": {
-                    "format": format_json(setup.audio),
-                    "transcription": { "model": "gpt-4o-mini-transcribe" },
-                    "turn_detection": {
-                        "type": "server_vad",
-                        "threshold": 0.5,
-                        "prefix_padding_ms": 300,
-                        "silence_duration_ms": 500,
-                        "create_response": true,
-                        "interrupt_response": true
-                    }
-                },
+                "input": input,
                 "output": { "format": format_json(setup.audio), "voice": setup.voice }
             },
             "tools": tools,
@@ -108,18 +75,10 @@ pub fn session_update(setup: &EngineSetup) -> String {
 const APPEND_HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
 const APPEND_TAIL: &str = r#""}"#;
 
-/// Caller audio. `audio` is base64 (checked by the caller), so it needs no escaping.
-pub fn append_audio(audio: &str) -> String {
-    let mut out = String::with_capacity(APPEND_HEAD.len() + audio.len() + APPEND_TAIL.len());
-    out.push_str(APPEND_HEAD);
-    out.push_str(audio);
-    out.push_str(APPEND_TAIL);
-    out
-}
-
-/// Caller audio given as raw bytes, base64-encoded straight into the message.
-pub fn append_audio_encoded(audio: &[u8]) -> String {
-    crate::util::base64_message(&[APPEND_HEAD], audio, APPEND_TAIL)
+/// Caller audio: base64 text goes in as it is (it needs no escaping), raw bytes are
+/// base64-encoded straight into the message.
+pub fn append_audio(audio: AudioChunk<'_>) -> String {
+    crate::audio::audio_message(&[APPEND_HEAD], audio, APPEND_TAIL)
 }
 
 /// A tool's result.
@@ -177,7 +136,7 @@ pub fn parse_event(raw: &str) -> Result<EngineEvent<'_>, serde_json::Error> {
     }
     let Object(v) = serde_json::from_str::<Object<RawEvent<'_>>>(raw)?;
     Ok(match v.kind.as_deref().unwrap_or_default() {
-        "session.updated" => EngineEvent::SessionUpdated,
+        "session.updated" => EngineEvent::Ready,
         "response.created" => EngineEvent::ResponseStarted {
             response_id: text(v.response.id),
         },

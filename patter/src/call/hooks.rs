@@ -1,0 +1,144 @@
+//! The lifecycle hooks, and what `on_call_start` may change for one call.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::{CallSummary, TranscriptEntry};
+use crate::tool::{CallContext, ToolSet};
+
+/// What `on_call_start` may change for one call.
+#[derive(Debug, Clone, Default)]
+pub struct CallSetup {
+    pub(crate) system_prompt: Option<String>,
+    pub(crate) first_message: Option<Option<String>>,
+    pub(crate) variables: BTreeMap<String, String>,
+    pub(crate) tools: Option<ToolSet>,
+}
+
+impl CallSetup {
+    /// Keeps the agent's settings.
+    pub fn new() -> Self {
+        CallSetup::default()
+    }
+
+    /// Replaces the system prompt for this call.
+    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.system_prompt = Some(prompt.into());
+        self
+    }
+
+    /// Replaces the first message for this call.
+    pub fn first_message(mut self, text: impl Into<String>) -> Self {
+        self.first_message = Some(Some(text.into()));
+        self
+    }
+
+    /// No first message on this call: the caller speaks first.
+    pub fn no_first_message(mut self) -> Self {
+        self.first_message = Some(None);
+        self
+    }
+
+    /// Sets a prompt variable for this call.
+    pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.variables.insert(name.into(), value.into());
+        self
+    }
+
+    /// Replaces the agent's tools for this call.
+    pub fn tools(mut self, tools: ToolSet) -> Self {
+        self.tools = Some(tools);
+        self
+    }
+}
+
+type StartHook = dyn Fn(CallContext) -> BoxFuture<'static, CallSetup> + Send + Sync;
+type TranscriptHook = dyn Fn(&CallContext, &TranscriptEntry) + Send + Sync;
+type DtmfHook = dyn Fn(&CallContext, char) + Send + Sync;
+type EndHook = dyn Fn(CallSummary) -> BoxFuture<'static, ()> + Send + Sync;
+
+/// The lifecycle hooks of every call: [`Patter`](crate::Patter) sets them for a server,
+/// and [`CallEnv::hooks`](super::CallEnv::hooks) for calls run by hand or in tests.
+///
+/// ```
+/// use patter::{CallSetup, Hooks};
+///
+/// let hooks = Hooks::new()
+///     .on_call_start(|call| async move {
+///         CallSetup::new().variable("caller_tier", if call.caller().starts_with("+1") { "us" } else { "intl" })
+///     })
+///     .on_call_end(|summary| async move { println!("{:?}", summary.reason) });
+/// # let _ = hooks;
+/// ```
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub(crate) on_call_start: Option<Arc<StartHook>>,
+    pub(crate) on_transcript: Option<Arc<TranscriptHook>>,
+    pub(crate) on_dtmf: Option<Arc<DtmfHook>>,
+    pub(crate) on_call_end: Option<Arc<EndHook>>,
+}
+
+impl Hooks {
+    /// No hooks.
+    pub fn new() -> Self {
+        Hooks::default()
+    }
+
+    /// Runs when a call starts, before the engine is configured; what it returns may change
+    /// the prompt, the first message, prompt variables and tools for this call. It gets
+    /// 10 s; after that the call goes on with the agent's own settings.
+    pub fn on_call_start<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = CallSetup> + Send + 'static,
+    {
+        self.on_call_start = Some(Arc::new(move |ctx| Box::pin(hook(ctx))));
+        self
+    }
+
+    /// Runs for every finished turn, the caller's and the agent's. It runs on the call's own
+    /// task: keep it quick (send to a channel for slow work).
+    pub fn on_transcript<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, &TranscriptEntry) + Send + Sync + 'static,
+    {
+        self.on_transcript = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs for every key the caller presses (`0`-`9`, `*`, `#`, `A`-`D`). Digits may be a
+    /// PIN: patter does not log them. It runs on the call's own task: keep it quick.
+    pub fn on_dtmf<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, char) + Send + Sync + 'static,
+    {
+        self.on_dtmf = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs once when a call ends, however it ends, with the reason, duration, transcript
+    /// and tool calls. It gets 10 s.
+    pub fn on_call_end<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(CallSummary) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_call_end = Some(Arc::new(move |summary| Box::pin(hook(summary))));
+        self
+    }
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("on_call_start", &self.on_call_start.is_some())
+            .field("on_transcript", &self.on_transcript.is_some())
+            .field("on_dtmf", &self.on_dtmf.is_some())
+            .field("on_call_end", &self.on_call_end.is_some())
+            .finish()
+    }
+}

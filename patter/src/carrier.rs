@@ -1,0 +1,156 @@
+//! The carrier seam: the caller's side of a call.
+//!
+//! A [`CarrierLeg`] is one call's media connection with the telephone network (a Twilio
+//! Media Stream), or with whatever plays the caller (a browser, a test). The call reads its
+//! frames, has the leg [`parse`](CarrierLeg::parse) each into a [`CarrierEvent`], and sends
+//! [`CarrierCommand`]s: agent audio followed by a mark the leg echoes once that audio has
+//! played, and `Clear` to drop audio not played yet. Audio on a leg is always G.711 μ-law
+//! at 8 kHz, as base64.
+//!
+//! [`CallControl`] is separate: acting on the call as a whole (hang up, transfer), which a
+//! phone network offers and a browser or a test may not.
+//!
+//! By the time a leg reaches the call it has been admitted (signature, per-call token, a
+//! free call slot): the leg's own module decides that, before any engine session opens.
+
+use std::borrow::Cow;
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
+
+pub use crate::audio::AudioChunk;
+
+/// One call's media connection on the caller's side.
+///
+/// The call reads with [`recv`](CarrierLeg::recv) inside a `select!` with its other
+/// inputs, so `recv` must be cancel-safe: dropping its future loses no frame.
+pub trait CarrierLeg: Send + 'static {
+    /// One message as it arrives, owned; [`CarrierLeg::parse`] reads the event out of it.
+    type Frame: Send;
+
+    /// Waits for the next frame; `Ok(None)` once the leg has closed.
+    fn recv(&mut self) -> impl Future<Output = Result<Option<Self::Frame>, CarrierError>> + Send;
+
+    /// Reads a frame. A frame that cannot be read is [`CarrierError::Malformed`]: the call
+    /// counts it and goes on.
+    fn parse<'f>(&mut self, frame: &'f Self::Frame) -> Result<CarrierEvent<'f>, CarrierError>;
+
+    /// Sends a command. An error means the leg is gone.
+    fn send(
+        &mut self,
+        command: CarrierCommand<'_>,
+    ) -> impl Future<Output = Result<(), CarrierError>> + Send;
+
+    /// Closes the leg. The call bounds how long this may take.
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Something the caller's side said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CarrierEvent<'a> {
+    /// Caller audio: base64 G.711 μ-law 8 kHz.
+    Media {
+        /// The audio, as it arrived.
+        audio: Cow<'a, str>,
+        /// The leg's clock: milliseconds since the media started, if the leg keeps one.
+        /// Barge-in truncation measures how much the caller heard by it.
+        timestamp_ms: Option<u64>,
+    },
+    /// The audio sent before this mark has played (or was dropped by a `Clear`).
+    Mark {
+        /// The mark's name, as the call sent it.
+        name: Cow<'a, str>,
+    },
+    /// The caller pressed a key: `0`-`9`, `*`, `#`, or `A`-`D`.
+    Dtmf {
+        /// The key.
+        digit: char,
+    },
+    /// The caller's side ended the media (the caller hung up, or the call moved on).
+    Stop,
+    /// Anything the call does not act on.
+    Ignored,
+}
+
+/// What the call asks of the caller's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CarrierCommand<'a> {
+    /// Agent audio (G.711 μ-law 8 kHz), then a mark to echo once it has played.
+    Media {
+        /// The audio.
+        audio: AudioChunk<'a>,
+        /// The mark's name.
+        mark: &'a str,
+    },
+    /// Drop the agent audio not played yet; pending marks are echoed at once.
+    Clear,
+}
+
+/// Why a carrier leg failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CarrierError {
+    /// The connection failed.
+    #[error("the caller's connection failed: {0}")]
+    Io(String),
+    /// A frame that could not be read; the call goes on.
+    #[error("malformed frame from the caller's side: {0}")]
+    Malformed(String),
+}
+
+/// Acting on a call as a whole, beyond its media: what a phone network offers.
+///
+/// Object-safe; the call holds an `Arc<dyn CallControl>`. Nothing here is on the audio path.
+pub trait CallControl: Send + Sync + 'static {
+    /// Ends the call.
+    fn hang_up<'a>(&'a self, call_id: &'a str) -> BoxFuture<'a, Result<(), ControlError>>;
+
+    /// Connects the caller to `number` (E.164) instead of the agent.
+    fn transfer<'a>(
+        &'a self,
+        call_id: &'a str,
+        number: &'a str,
+    ) -> BoxFuture<'a, Result<(), ControlError>>;
+}
+
+/// Why a call-control request failed; the model is told the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    message: String,
+}
+
+impl ControlError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        ControlError {
+            message: message.into(),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Call control for legs that have none (a browser softphone, say): hanging up succeeds
+/// (the call's end closes the leg), a transfer is refused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCallControl;
+
+impl CallControl for NoCallControl {
+    fn hang_up<'a>(&'a self, _call_id: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn transfer<'a>(
+        &'a self,
+        _call_id: &'a str,
+        _number: &'a str,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async { Err(ControlError::new("this call cannot be transferred")) })
+    }
+}
