@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use criterion::{Criterion, Throughput, criterion_group};
-use patter::audio::codec::{Downsampler, Upsampler, mulaw_encode};
 use patter::audio::AudioChunk;
+use patter::audio::codec::{Downsampler, Upsampler, mulaw_encode};
 use patter::call::relay::{AgentAudio, AudioRelay};
 use patter::engine::openai_realtime::wire::{self as realtime, parse_event};
 use patter::engine::{AudioFormat, EngineEvent};
@@ -197,7 +197,9 @@ fn relay(c: &mut Criterion) {
                 let Ok(Inbound::Media { media }) = media::parse(black_box(&caller_frame)) else {
                     return None;
                 };
-                relay.caller_audio(&media.payload).map(realtime::append_audio)
+                relay
+                    .caller_audio(&media.payload)
+                    .map(realtime::append_audio)
             })
         });
         group.bench_function(format!("engine_to_caller_{name}"), |b| {

@@ -36,6 +36,7 @@ type Handler =
 pub struct FnTool {
     definition: ToolDefinition,
     timeout: Duration,
+    check_arguments: fn(&str) -> Result<(), ToolError>,
     handler: Arc<Handler>,
 }
 
@@ -88,6 +89,7 @@ impl FnTool {
                 parameters: A::parameters_schema(),
             },
             timeout: DEFAULT_TOOL_TIMEOUT,
+            check_arguments: |raw| parse_arguments::<A>(raw).map(drop),
             handler: raw,
         }
     }
@@ -140,6 +142,10 @@ impl Tool for FnTool {
 
     fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    fn check_arguments(&self, arguments: &str) -> Result<(), ToolError> {
+        (self.check_arguments)(arguments)
     }
 
     fn call<'a>(

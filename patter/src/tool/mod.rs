@@ -60,6 +60,14 @@ pub trait Tool: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Checks the model's raw JSON arguments against the tool's argument type without
+    /// running it; the error is the one [`Tool::call`] would give. Stand-ins for a tool in
+    /// tests (`patter::testing`) check arguments with it, as the real tool would.
+    fn check_arguments(&self, arguments: &str) -> Result<(), ToolError> {
+        let _ = arguments;
+        Ok(())
+    }
+
     /// Runs the tool with the model's raw JSON arguments.
     fn call<'a>(
         &'a self,

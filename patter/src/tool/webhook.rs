@@ -128,7 +128,7 @@ impl WebhookTool {
         var: impl Into<String>,
     ) -> Self {
         let var = var.into();
-        let value = match std::env::var(&var) {
+        let value = match env_var(&var) {
             Ok(v) if !v.trim().is_empty() => Ok(v),
             Ok(_) => Err(format!("environment variable {var} is empty")),
             Err(_) => Err(format!("environment variable {var} is not set")),
@@ -212,7 +212,7 @@ impl WebhookTool {
     /// Signs every request with the secret in environment variable `var`, read now; a
     /// missing variable is reported when the tool set is built.
     pub fn with_signing_secret_from_env(mut self, var: &str) -> Self {
-        self.signing_secret = Some(match std::env::var(var) {
+        self.signing_secret = Some(match env_var(var) {
             Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
             _ => Err(format!(
                 "environment variable {var} (the webhook signing secret) is not set"
@@ -444,6 +444,64 @@ pub fn verify_signature(
     }
 }
 
+std::thread_local! {
+    /// Environment variables that [`env_var`] answers before the process environment, for
+    /// as long as [`with_env`] runs on this thread.
+    static ENV_OVERRIDES: std::cell::RefCell<Vec<(String, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An environment variable as a webhook tool reads it when it is made: from the values
+/// [`with_env`] set on this thread, else from the process environment.
+fn env_var(name: &str) -> Result<String, std::env::VarError> {
+    let overridden = ENV_OVERRIDES.with(|vars| {
+        vars.borrow()
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    });
+    match overridden {
+        Some(value) => Ok(value),
+        None => std::env::var(name),
+    }
+}
+
+/// Runs `make` with `vars` as the environment variables webhook tools made inside it read
+/// (`url_env`, `secret_env`, [`WebhookTool::from_env`]), on this thread only: nothing
+/// process-wide changes, so tests running side by side never see each other's values.
+///
+/// ```
+/// use patter::tool::webhook::with_env;
+/// use patter::{NoArgs, ToolSet, WebhookTool};
+///
+/// let tools = with_env(&[("ORDERS_URL", "http://127.0.0.1:9000/orders")], || {
+///     ToolSet::builder()
+///         .tool(WebhookTool::from_env::<NoArgs>("orders", "List orders.", "ORDERS_URL"))
+///         .build()
+/// });
+/// assert!(tools.is_ok());
+/// ```
+pub fn with_env<T>(vars: &[(&str, &str)], make: impl FnOnce() -> T) -> T {
+    /// Takes this call's values off again, even if `make` panics.
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ENV_OVERRIDES.with(|v| v.borrow_mut().truncate(self.0));
+        }
+    }
+    let _restore = Restore(ENV_OVERRIDES.with(|v| {
+        let mut v = v.borrow_mut();
+        let before = v.len();
+        v.extend(
+            vars.iter()
+                .map(|(k, val)| ((*k).to_owned(), (*val).to_owned())),
+        );
+        before
+    }));
+    make()
+}
+
 /// The process-wide HTTP client (rustls with the ring provider; no system OpenSSL).
 pub(crate) fn http_client() -> Result<&'static reqwest::Client, ToolError> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
@@ -485,6 +543,10 @@ impl Tool for WebhookTool {
                 }
             }
         }
+    }
+
+    fn check_arguments(&self, arguments: &str) -> Result<(), ToolError> {
+        (self.check_arguments)(arguments)
     }
 
     fn call<'a>(

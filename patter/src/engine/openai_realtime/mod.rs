@@ -68,8 +68,10 @@ impl Default for ServerVad {
 /// use patter::engine::openai_realtime::OpenAiRealtime;
 /// use patter::engine::Engine;
 ///
-/// let engine = OpenAiRealtime::new("sk-…").default_model("gpt-realtime-2.1");
+/// let engine = OpenAiRealtime::new("sk-…");
 /// assert_eq!(engine.default_model(), "gpt-realtime-2.1");
+/// let mini = OpenAiRealtime::new("sk-…").model("gpt-realtime-mini");
+/// assert_eq!(mini.default_model(), "gpt-realtime-mini");
 /// ```
 #[derive(Clone)]
 pub struct OpenAiRealtime {
@@ -103,7 +105,7 @@ impl OpenAiRealtime {
     }
 
     /// The model used when the agent names none (default [`DEFAULT_MODEL`]).
-    pub fn default_model(mut self, model: impl Into<String>) -> Self {
+    pub fn model(mut self, model: impl Into<String>) -> Self {
         self.default_model = model.into();
         self
     }

@@ -1,0 +1,1089 @@
+//! Whole calls in memory, for your agent's own tests (cargo feature `testing`).
+//!
+//! A [`TestCall`] runs your agent through the very session a phone call uses, with a
+//! scripted engine in the model's place and a simulated phone in the caller's: no ports, no
+//! TLS, no API key. You play both: what the model does (`model_says`, `model_calls`), and
+//! what the caller does (`caller_says`, `caller_interrupts_after`, `caller_presses`,
+//! `caller_hangs_up`). Your tools, hooks, prompt variables, limits and the system tools run
+//! for real.
+//!
+//! Time is the test's: under `#[tokio::test(start_paused = true)]` a one-hour call limit or a
+//! ten-second tool timeout passes in milliseconds of wall time, and agent audio plays out in
+//! simulated time, so barge-in positions are exact.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use patter::testing::TestCall;
+//! use patter::{CallContext, EndReason, ToolError, json};
+//!
+//! /// Arguments of check_inventory.
+//! #[patter::args]
+//! struct CheckInventory {
+//!     /// Product ID, e.g. "SKU-1234".
+//!     product_id: String,
+//! }
+//!
+//! /// Check if a product is in stock.
+//! #[patter::tool]
+//! async fn check_inventory(args: CheckInventory, call: &CallContext) -> Result<String, ToolError> {
+//!     let store = call.parameter("store").unwrap_or("main");
+//!     Ok(format!(r#"{{"in_stock":true,"store":"{store}","product_id":"{}"}}"#, args.product_id))
+//! }
+//!
+//! #[patter::agent(
+//!     system_prompt = "You are a product specialist.",
+//!     first_message = "Hello! I can check stock for you.",
+//!     tools(check_inventory)
+//! )]
+//! struct ProductSpecialist;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let mut call = TestCall::new(ProductSpecialist)
+//!     .caller("+15550100")
+//!     .parameter("store", "north")
+//!     .start()
+//!     .await;
+//! call.expect_greeting("Hello! I can check stock for you.").await;
+//!
+//! let stock = call.model_calls("check_inventory", json!({ "product_id": "SKU-1234" })).await;
+//! assert_eq!(stock.json()["store"], "north"); // the real tool ran, with the call's context
+//! let bad = call.model_calls("check_inventory", json!({ "product_id": 42 })).await;
+//! assert_eq!(bad.error_type(), Some("invalid_arguments"));
+//!
+//! call.model_says("We have it in stock.").await;
+//! call.caller_interrupts_after(Duration::from_millis(300)).await; // barge-in
+//! assert_eq!(call.last_truncation_ms(), Some(300));
+//!
+//! call.model_calls("end_call", json!({ "reason": "done" })).await;
+//! let summary = call.ended().await;
+//! assert!(matches!(summary.reason, EndReason::AgentHungUp { .. }));
+//! # }
+//! ```
+//!
+//! A failed expectation panics with what happened instead, event by event:
+//!
+//! ```text
+//! expected the greeting "Hi!", but the engine was asked to say "Hello!"; the call's last events:
+//!     1. call → engine: open (model scripted-model, 3 tools)
+//!     2. call → engine: say verbatim "Hello!"
+//! ```
+
+mod engine;
+mod phone;
+mod reply;
+mod state;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use self::engine::{Said, ScriptedEngine};
+use self::phone::{Sent, SimControl, SimLeg};
+pub use self::reply::{SentCommand, ToolReply};
+use self::state::{Shared, State};
+use crate::JsonValue;
+use crate::agent::{Agent, AgentSpec};
+use crate::audio::AudioFormat;
+use crate::call::{CallEnv, CallSetup, CallSummary, Hooks, TranscriptEntry};
+use crate::config::Limits;
+use crate::engine::EngineSetup;
+use crate::tool::{
+    CallContext, Direction, Invocation, Tool, ToolDefinition, ToolError, ToolOutput, ToolSet,
+    ToolSetError,
+};
+
+/// How long the agent takes to say one character of text: about 15 characters a second.
+const SPEECH_MS_PER_CHAR: u64 = 65;
+/// The length of one chunk of agent audio the scripted engine sends.
+const AGENT_CHUNK_MS: u64 = 100;
+/// The length of one frame of caller audio (Twilio's).
+const CALLER_FRAME_MS: u64 = 20;
+/// μ-law silence.
+const MULAW_SILENCE: u8 = 0xff;
+
+/// A simulated call of one agent; see the [module docs](self).
+pub struct TestCall {
+    shared: Arc<Shared>,
+    engine: mpsc::UnboundedSender<self::engine::Frame>,
+    caller: Option<mpsc::UnboundedSender<self::phone::Frame>>,
+    task: Option<JoinHandle<CallSummary>>,
+    shutdown: watch::Sender<bool>,
+    started: Instant,
+    engine_frames: u64,
+    caller_frames: u64,
+    next_id: u64,
+    /// `Respond` commands already returned by `expect_response_request`.
+    responds_seen: usize,
+    expect_within: Duration,
+}
+
+/// Sets up a [`TestCall`]; [`TestCall::new`] starts one.
+#[must_use = "a test call runs once `.start().await` is called"]
+pub struct TestCallBuilder {
+    agent: Box<dyn FnOnce() -> Result<AgentSpec, ToolSetError> + Send>,
+    env: Vec<(String, String)>,
+    call_id: String,
+    caller: String,
+    callee: String,
+    direction: Direction,
+    parameters: Vec<(String, String)>,
+    limits: Limits,
+    hooks: Hooks,
+    system_tools: bool,
+    replacements: Vec<Replacement>,
+    engine_unavailable: Option<String>,
+    refuse_hang_up: Option<String>,
+    refuse_transfer: Option<String>,
+    expect_within: Duration,
+}
+
+impl TestCall {
+    /// A simulated call of `agent`: from `+15550100` to `+15550199`, inbound, with the
+    /// default limits, the system tools, and no hooks.
+    // `TestCall::new(agent)…start()` reads as what it does; the builder is a detail.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(agent: impl Agent) -> TestCallBuilder {
+        let agent = Arc::new(agent);
+        TestCallBuilder {
+            agent: Box::new(move || agent.spec()),
+            env: Vec::new(),
+            call_id: "call_test".to_owned(),
+            caller: "+15550100".to_owned(),
+            callee: "+15550199".to_owned(),
+            direction: Direction::Inbound,
+            parameters: Vec::new(),
+            limits: Limits::default(),
+            hooks: Hooks::default(),
+            system_tools: true,
+            replacements: Vec::new(),
+            engine_unavailable: None,
+            refuse_hang_up: None,
+            refuse_transfer: None,
+            expect_within: Duration::from_secs(60),
+        }
+    }
+}
+
+impl TestCallBuilder {
+    /// The call's id (default `call_test`).
+    pub fn call_id(mut self, id: impl Into<String>) -> Self {
+        self.call_id = id.into();
+        self
+    }
+
+    /// The caller's number (default `+15550100`).
+    pub fn caller(mut self, number: impl Into<String>) -> Self {
+        self.caller = number.into();
+        self
+    }
+
+    /// The number called (default `+15550199`).
+    pub fn callee(mut self, number: impl Into<String>) -> Self {
+        self.callee = number.into();
+        self
+    }
+
+    /// Which way the call goes (default inbound).
+    pub fn direction(mut self, direction: Direction) -> Self {
+        self.direction = direction;
+        self
+    }
+
+    /// One of the call's custom parameters, as a carrier passes them.
+    pub fn parameter(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.parameters.push((name.into(), value.into()));
+        self
+    }
+
+    /// An environment variable as the agent's webhook tools read it when they are made
+    /// (`url_env`, `secret_env`), for this call only: the process environment is untouched.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// The limits (call duration, goodbye wait, tool result size…).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The hooks, as a server would run them.
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Adds an `on_call_start` hook; see [`Hooks::on_call_start`].
+    pub fn on_call_start<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(CallContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = CallSetup> + Send + 'static,
+    {
+        self.hooks = self.hooks.on_call_start(hook);
+        self
+    }
+
+    /// Adds an `on_transcript` hook; see [`Hooks::on_transcript`].
+    pub fn on_transcript<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, &TranscriptEntry) + Send + Sync + 'static,
+    {
+        self.hooks = self.hooks.on_transcript(hook);
+        self
+    }
+
+    /// Adds an `on_dtmf` hook; see [`Hooks::on_dtmf`].
+    pub fn on_dtmf<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, char) + Send + Sync + 'static,
+    {
+        self.hooks = self.hooks.on_dtmf(hook);
+        self
+    }
+
+    /// Adds an `on_call_end` hook; see [`Hooks::on_call_end`].
+    pub fn on_call_end<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(CallSummary) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks = self.hooks.on_call_end(hook);
+        self
+    }
+
+    /// Whether `end_call` and `transfer_call` are added (default true).
+    pub fn system_tools(mut self, enabled: bool) -> Self {
+        self.system_tools = enabled;
+        self
+    }
+
+    /// Puts `tool` in place of the agent's tool of the same name (a webhook tool pointed at
+    /// a local server, say).
+    ///
+    /// # Panics
+    /// At [`start`](Self::start), if the agent has no tool of that name.
+    pub fn replace_tool(mut self, tool: impl Tool) -> Self {
+        self.replacements.push(Replacement::Tool(Arc::new(tool)));
+        self
+    }
+
+    /// Puts a stub in place of the agent's tool `name`: it gets the model's arguments as JSON
+    /// (once they pass the tool's own argument checks) and its answer goes to the model. The
+    /// tool's description, schema and timeout stay.
+    ///
+    /// # Panics
+    /// At [`start`](Self::start), if the agent has no tool of that name.
+    pub fn stub_tool(
+        mut self,
+        name: &str,
+        answer: impl Fn(JsonValue) -> JsonValue + Send + Sync + 'static,
+    ) -> Self {
+        self.replacements.push(Replacement::Stub {
+            name: name.to_owned(),
+            answer: Arc::new(answer),
+        });
+        self
+    }
+
+    /// The engine refuses the session, as an unreachable or failing engine does.
+    pub fn engine_unavailable(mut self, message: impl Into<String>) -> Self {
+        self.engine_unavailable = Some(message.into());
+        self
+    }
+
+    /// The phone network refuses to hang up, with this message.
+    pub fn refuse_hang_up(mut self, message: impl Into<String>) -> Self {
+        self.refuse_hang_up = Some(message.into());
+        self
+    }
+
+    /// The phone network refuses transfers, with this message.
+    pub fn refuse_transfer(mut self, message: impl Into<String>) -> Self {
+        self.refuse_transfer = Some(message.into());
+        self
+    }
+
+    /// How long (in test time) an expectation waits before it fails (default 60 s).
+    pub fn expect_within(mut self, wait: Duration) -> Self {
+        self.expect_within = wait;
+        self
+    }
+
+    /// Starts the call: `on_call_start` runs, the engine is opened (and, as a real engine
+    /// does, confirms its configuration at once, so the first message is asked for).
+    ///
+    /// # Panics
+    /// If the agent's tools are invalid, or a replaced tool does not exist.
+    pub async fn start(self) -> TestCall {
+        let vars: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let agent = match crate::tool::webhook::with_env(&vars, self.agent) {
+            Ok(agent) => agent,
+            Err(e) => panic!("the agent is invalid: {e}"),
+        };
+        let agent = with_replacements(agent, self.replacements);
+        let shared = Shared::new();
+        let (engine_tx, engine_rx) = mpsc::unbounded_channel();
+        let (caller_tx, caller_rx) = mpsc::unbounded_channel();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let control = SimControl {
+            shared: Arc::clone(&shared),
+            refuse_hang_up: self.refuse_hang_up,
+            refuse_transfer: self.refuse_transfer,
+        };
+        let env = CallEnv::new(agent)
+            .hooks(self.hooks)
+            .limits(self.limits)
+            .system_tools(self.system_tools)
+            .control(Arc::new(control))
+            .shutdown_signal(shutdown_rx);
+        let engine = ScriptedEngine {
+            shared: Arc::clone(&shared),
+            frames: Mutex::new(Some(engine_rx)),
+            unavailable: self.engine_unavailable,
+        };
+        let leg = SimLeg::new(Arc::clone(&shared), caller_rx);
+        let context = CallContext::builder(self.call_id)
+            .caller(self.caller)
+            .callee(self.callee)
+            .direction(self.direction)
+            .parameters(self.parameters)
+            .build();
+        let on_end = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            let summary = env.run(&engine, leg, context).await;
+            on_end.update(|s| {
+                s.push_event(format!("call ended: {:?}", summary.reason));
+                s.summary = Some(summary.clone());
+            });
+            summary
+        });
+        let call = TestCall {
+            shared,
+            engine: engine_tx,
+            caller: Some(caller_tx),
+            task: Some(task),
+            shutdown,
+            started: Instant::now(),
+            engine_frames: 0,
+            caller_frames: 0,
+            next_id: 0,
+            responds_seen: 0,
+            expect_within: self.expect_within,
+        };
+        call.wait("the call to open the engine", |s| {
+            s.setup.as_ref().map(|_| ())
+        })
+        .await;
+        call
+    }
+}
+
+type Answer = Arc<dyn Fn(JsonValue) -> JsonValue + Send + Sync>;
+
+/// A tool put in place of one of the agent's.
+enum Replacement {
+    Tool(Arc<dyn Tool>),
+    Stub { name: String, answer: Answer },
+}
+
+impl Replacement {
+    fn name(&self) -> &str {
+        match self {
+            Replacement::Tool(tool) => &tool.definition().name,
+            Replacement::Stub { name, .. } => name,
+        }
+    }
+
+    /// The tool in place of `original`.
+    fn into_tool(self, original: &Arc<dyn Tool>) -> Arc<dyn Tool> {
+        match self {
+            Replacement::Tool(tool) => tool,
+            Replacement::Stub { answer, .. } => Arc::new(Stub {
+                original: Arc::clone(original),
+                answer,
+            }),
+        }
+    }
+}
+
+/// The agent with each replacement in place of its tool of the same name.
+fn with_replacements(mut agent: AgentSpec, replacements: Vec<Replacement>) -> AgentSpec {
+    if replacements.is_empty() {
+        return agent;
+    }
+    let mut replacements: Vec<Option<Replacement>> = replacements.into_iter().map(Some).collect();
+    let mut builder = ToolSet::builder();
+    for definition in agent.tools.definitions() {
+        let name = &definition.name;
+        let replacement = replacements
+            .iter_mut()
+            .find(|r| r.as_ref().is_some_and(|r| r.name() == name))
+            .and_then(Option::take);
+        builder = match (replacement, agent.tools.get(name)) {
+            (Some(replacement), Some(own)) => builder.shared(replacement.into_tool(own)),
+            (None, Some(own)) => builder.shared(Arc::clone(own)),
+            (_, None) => builder,
+        };
+    }
+    if let Some(missing) = replacements.into_iter().flatten().next() {
+        panic!(
+            "the agent has no tool named `{}` to replace",
+            missing.name()
+        );
+    }
+    agent.tools = match builder.build() {
+        Ok(tools) => tools.with_max_result_bytes(agent.tools.max_result_bytes()),
+        Err(e) => panic!("the replaced tools are invalid: {e}"),
+    };
+    agent
+}
+
+/// A stand-in tool: a closure from the model's JSON arguments to its answer, with the
+/// replaced tool's description, schema, timeout and argument checks.
+struct Stub {
+    original: Arc<dyn Tool>,
+    answer: Answer,
+}
+
+impl Tool for Stub {
+    fn definition(&self) -> &ToolDefinition {
+        self.original.definition()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.original.timeout()
+    }
+
+    fn check_arguments(&self, arguments: &str) -> Result<(), ToolError> {
+        self.original.check_arguments(arguments)
+    }
+
+    fn call<'a>(
+        &'a self,
+        invocation: Invocation<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<ToolOutput, ToolError>> {
+        Box::pin(async move {
+            self.original.check_arguments(invocation.arguments)?;
+            let arguments = if invocation.arguments.trim().is_empty() {
+                JsonValue::Object(Default::default())
+            } else {
+                serde_json::from_str(invocation.arguments)
+                    .map_err(|e| ToolError::InvalidArguments(e.to_string()))?
+            };
+            Ok(ToolOutput::text((self.answer)(arguments).to_string()))
+        })
+    }
+}
+
+/// Why a wait ended without what it waited for.
+enum Missed {
+    Ended,
+    Timeout,
+}
+
+impl TestCall {
+    // ---------------------------------------------------------------------------------
+    // Waiting
+
+    /// Waits until `check` finds what it looks for in the record.
+    async fn try_wait<T>(&self, mut check: impl FnMut(&State) -> Option<T>) -> Result<T, Missed> {
+        let deadline = Instant::now() + self.expect_within;
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let state = self.shared.lock();
+                if let Some(found) = check(&state) {
+                    return Ok(found);
+                }
+                if state.summary.is_some() {
+                    return Err(Missed::Ended);
+                }
+            }
+            tokio::select! {
+                () = &mut changed => {}
+                () = tokio::time::sleep_until(deadline) => return Err(Missed::Timeout),
+            }
+        }
+    }
+
+    /// Like [`TestCall::try_wait`], failing the test with the events if it misses.
+    async fn wait<T>(&self, what: &str, check: impl FnMut(&State) -> Option<T>) -> T {
+        match self.try_wait(check).await {
+            Ok(found) => found,
+            Err(missed) => self.fail(what, missed),
+        }
+    }
+
+    fn fail(&self, what: &str, missed: Missed) -> ! {
+        let why = match missed {
+            Missed::Ended => "the call ended first".to_owned(),
+            Missed::Timeout => format!(
+                "it did not happen within {:?} of test time",
+                self.expect_within
+            ),
+        };
+        panic!(
+            "expected {what}, but {why}; the call's last events:\n{}",
+            self.shared.recent_events()
+        );
+    }
+
+    /// Waits until the call has handled every frame sent so far (or has ended).
+    async fn handled(&self) {
+        let (engine, caller) = (self.engine_frames, self.caller_frames);
+        let waited = self
+            .try_wait(|s| (s.engine_handled >= engine && s.carrier_handled >= caller).then_some(()))
+            .await;
+        if let Err(Missed::Timeout) = waited {
+            self.fail("the call to handle what was sent", Missed::Timeout);
+        }
+    }
+
+    /// Lets the call handle everything sent so far, and let tasks it started (tools) run
+    /// until they wait on something.
+    pub async fn settle(&mut self) {
+        self.handled().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    /// Lets `time` pass (test time under `start_paused`): timers fire, agent audio plays.
+    /// The caller stays silent and sends nothing meanwhile.
+    pub async fn advance(&mut self, time: Duration) {
+        tokio::time::sleep(time).await;
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The model's side
+
+    fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}_{}", self.next_id)
+    }
+
+    fn say(&mut self, said: Said, event: String) {
+        self.engine_frames += 1;
+        self.shared.event(format!("engine → call: {event}"));
+        let _ = self.engine.send((self.engine_frames, said));
+    }
+
+    fn engine_format(&self) -> AudioFormat {
+        self.shared
+            .lock()
+            .setup
+            .as_ref()
+            .map_or(AudioFormat::Pcmu, |s| s.audio)
+    }
+
+    /// Expects the first message, word for word, as the first thing the engine is asked to
+    /// say.
+    pub async fn expect_greeting(&mut self, text: &str) {
+        let said = self
+            .wait(&format!("the greeting {text:?}"), |s| {
+                s.commands.iter().find_map(|c| match c {
+                    SentCommand::SayVerbatim { text } => Some(text.clone()),
+                    _ => None,
+                })
+            })
+            .await;
+        if said != text {
+            panic!(
+                "expected the greeting {text:?}, but the engine was asked to say {said:?}; the \
+                 call's last events:\n{}",
+                self.shared.recent_events()
+            );
+        }
+    }
+
+    /// What the engine was asked to say word for word first, if anything yet.
+    pub fn greeting(&self) -> Option<String> {
+        self.shared.lock().commands.iter().find_map(|c| match c {
+            SentCommand::SayVerbatim { text } => Some(text.clone()),
+            _ => None,
+        })
+    }
+
+    /// The model says `text`: a response with audio (as long as saying it takes, about 15
+    /// characters a second, in 100 ms chunks) and its transcript. Returns once the call has
+    /// relayed it; the audio then plays out in test time.
+    pub async fn model_says(&mut self, text: &str) {
+        // The caller's line streams continuously; its clock is what "heard" is measured by.
+        self.caller_frame(Sent::Media {
+            audio: caller_silence(),
+            timestamp_ms: self.now_ms(),
+        });
+        self.handled().await;
+        let response = self.new_id("resp");
+        let item = self.new_id("item");
+        self.say(
+            Said::ResponseStarted(response.clone()),
+            format!("response {response} started"),
+        );
+        let total_ms = (text.chars().count() as u64 * SPEECH_MS_PER_CHAR).max(AGENT_CHUNK_MS);
+        let format = self.engine_format();
+        let chunks = total_ms.div_ceil(AGENT_CHUNK_MS);
+        let chunk = agent_audio(format, AGENT_CHUNK_MS);
+        for _ in 0..chunks {
+            self.engine_frames += 1;
+            let _ = self.engine.send((
+                self.engine_frames,
+                Said::Audio {
+                    response_id: response.clone(),
+                    item_id: item.clone(),
+                    audio: chunk.clone(),
+                },
+            ));
+        }
+        self.shared.event(format!(
+            "engine → call: {} ms of agent audio ({item})",
+            chunks * AGENT_CHUNK_MS
+        ));
+        self.say(
+            Said::AgentTranscript(text.to_owned()),
+            format!("the agent said {text:?}"),
+        );
+        self.say(
+            Said::ResponseDone(response.clone()),
+            format!("response {response} done"),
+        );
+        self.handled().await;
+    }
+
+    /// The model calls tool `name` with `arguments`, in a response of its own; returns what
+    /// the model got back. Waits for the result and the go-ahead that follows it, or for the
+    /// call's end if the tool ended it.
+    pub async fn model_calls(&mut self, name: &str, arguments: JsonValue) -> ToolReply {
+        let arguments = arguments.to_string();
+        self.calls_in_one_response(&[(name, arguments.as_str())])
+            .await
+            .remove(0)
+    }
+
+    /// Like [`model_calls`](Self::model_calls), with the arguments as the model's raw text
+    /// (which need not be JSON).
+    pub async fn model_calls_raw(&mut self, name: &str, arguments: &str) -> ToolReply {
+        self.calls_in_one_response(&[(name, arguments)])
+            .await
+            .remove(0)
+    }
+
+    /// The model calls several tools in one response; the replies are in the same order.
+    pub async fn model_calls_together(&mut self, calls: &[(&str, JsonValue)]) -> Vec<ToolReply> {
+        let texts: Vec<(&str, String)> = calls.iter().map(|(n, a)| (*n, a.to_string())).collect();
+        let calls: Vec<(&str, &str)> = texts.iter().map(|(n, a)| (*n, a.as_str())).collect();
+        self.calls_in_one_response(&calls).await
+    }
+
+    async fn calls_in_one_response(&mut self, calls: &[(&str, &str)]) -> Vec<ToolReply> {
+        let response = self.new_id("resp");
+        self.say(
+            Said::ResponseStarted(response.clone()),
+            format!("response {response} started"),
+        );
+        let mut ids = Vec::new();
+        for (name, arguments) in calls {
+            let call_id = self.new_id("call");
+            self.say(
+                Said::FunctionCall {
+                    response_id: response.clone(),
+                    call_id: call_id.clone(),
+                    name: (*name).to_owned(),
+                    arguments: (*arguments).to_owned(),
+                },
+                format!("the model calls {name} {arguments} ({call_id})"),
+            );
+            ids.push(call_id);
+        }
+        self.say(
+            Said::ResponseDone(response.clone()),
+            format!("response {response} done"),
+        );
+        let what = format!(
+            "the result of {}",
+            calls
+                .iter()
+                .zip(&ids)
+                .map(|((name, _), id)| format!("{name} ({id})"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+        let outputs = |s: &State| -> Vec<Option<(usize, String)>> {
+            ids.iter()
+                .map(|id| {
+                    s.commands.iter().enumerate().find_map(|(i, c)| match c {
+                        SentCommand::ToolResult { call_id, output } if call_id == id => {
+                            Some((i, output.clone()))
+                        }
+                        _ => None,
+                    })
+                })
+                .collect()
+        };
+        // Every result, then the one go-ahead after the last of them; or the call's end.
+        let answered = self
+            .try_wait(|s| {
+                let found = outputs(s);
+                let last = found.iter().flatten().map(|(i, _)| *i).max();
+                let all = found.iter().all(Option::is_some);
+                let continued = last.is_some_and(|last| {
+                    s.commands[last + 1..].contains(&SentCommand::ContinueAfterTools)
+                });
+                (all && continued).then_some(())
+            })
+            .await;
+        if let Err(Missed::Timeout) = answered {
+            self.fail(&what, Missed::Timeout);
+        }
+        let state = self.shared.lock();
+        let found = outputs(&state);
+        let continued = answered.is_ok();
+        calls
+            .iter()
+            .zip(&ids)
+            .zip(found)
+            .map(|(((name, _), id), output)| {
+                ToolReply::new(name, id, output.map(|(_, o)| o), continued)
+            })
+            .collect()
+    }
+
+    /// The engine reports an error it can recover from; the call goes on.
+    pub async fn engine_error(&mut self, code: &str, message: &str) {
+        self.engine_reports(code, message, false).await;
+    }
+
+    /// The engine reports an error it cannot recover from; the call ends.
+    pub async fn engine_fails(&mut self, code: &str, message: &str) {
+        self.engine_reports(code, message, true).await;
+    }
+
+    async fn engine_reports(&mut self, code: &str, message: &str, fatal: bool) {
+        self.say(
+            Said::Error {
+                code: code.to_owned(),
+                message: message.to_owned(),
+                fatal,
+            },
+            format!(
+                "error {code}: {message}{}",
+                if fatal { " (fatal)" } else { "" }
+            ),
+        );
+        self.handled().await;
+    }
+
+    /// The engine's connection drops.
+    pub async fn engine_drops(&mut self) {
+        self.say(Said::Drop, "the connection drops".to_owned());
+        self.handled().await;
+    }
+
+    /// The engine sends something that is not an event.
+    pub async fn engine_sends_garbage(&mut self) {
+        self.say(Said::Garbage, "a malformed event".to_owned());
+        self.handled().await;
+    }
+
+    /// Expects the engine to be asked for a response with instructions of its own (the
+    /// goodbye at the time limit or at shutdown), and returns them. Each call returns the
+    /// next such request.
+    pub async fn expect_response_request(&mut self) -> String {
+        let seen = self.responds_seen;
+        let instructions = self
+            .wait("a request to respond with instructions", |s| {
+                s.commands
+                    .iter()
+                    .filter_map(|c| match c {
+                        SentCommand::Respond { instructions } => Some(instructions.clone()),
+                        _ => None,
+                    })
+                    .nth(seen)
+            })
+            .await;
+        self.responds_seen += 1;
+        instructions
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The caller's side
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn caller_frame(&mut self, sent: Sent) {
+        self.caller_frames += 1;
+        if let Some(caller) = &self.caller {
+            let _ = caller.send((self.caller_frames, sent));
+        }
+    }
+
+    /// Streams `time` of caller audio (`audio` per 20 ms frame) in real (test) time.
+    async fn stream_caller(&mut self, time: Duration, audio: &str) {
+        let frames = time.as_millis() as u64 / CALLER_FRAME_MS;
+        for _ in 0..frames {
+            tokio::time::sleep(Duration::from_millis(CALLER_FRAME_MS)).await;
+            self.caller_frame(Sent::Media {
+                audio: audio.to_owned(),
+                timestamp_ms: self.now_ms(),
+            });
+        }
+        // What the engine says next comes after all of this, as it would on the wire.
+        self.handled().await;
+    }
+
+    /// The caller says `text`: the engine hears speech start (the agent stops), the caller's
+    /// audio streams for as long as saying it takes, and the engine transcribes it.
+    pub async fn caller_says(&mut self, text: &str) {
+        self.say(
+            Said::SpeechStarted,
+            "the caller started speaking".to_owned(),
+        );
+        self.handled().await;
+        let time = Duration::from_millis(text.chars().count() as u64 * SPEECH_MS_PER_CHAR);
+        self.shared
+            .event(format!("caller → call: {} ms of speech", time.as_millis()));
+        self.stream_caller(time, &caller_silence()).await;
+        self.say(
+            Said::UserTranscript(text.to_owned()),
+            format!("the caller said {text:?}"),
+        );
+        self.handled().await;
+    }
+
+    /// The caller's line carries `mulaw` (G.711 μ-law 8 kHz), in 20 ms frames.
+    pub async fn caller_sends_audio(&mut self, mulaw: &[u8]) {
+        self.shared
+            .event(format!("caller → call: {} bytes of audio", mulaw.len()));
+        let frame_bytes = (CALLER_FRAME_MS * 8) as usize;
+        for chunk in mulaw.chunks(frame_bytes) {
+            self.caller_frame(Sent::Media {
+                audio: base64::engine::general_purpose::STANDARD.encode(chunk),
+                timestamp_ms: self.now_ms(),
+            });
+            tokio::time::sleep(Duration::from_millis(CALLER_FRAME_MS)).await;
+        }
+        self.handled().await;
+    }
+
+    /// `after` passes with the caller's line streaming silence, then the caller starts to
+    /// speak over the agent: the call clears unplayed audio and truncates what was not
+    /// heard (see [`last_truncation_ms`](Self::last_truncation_ms)).
+    pub async fn caller_interrupts_after(&mut self, after: Duration) {
+        self.shared.event(format!(
+            "caller → call: {} ms of silence",
+            after.as_millis()
+        ));
+        self.stream_caller(after, &caller_silence()).await;
+        self.say(
+            Said::SpeechStarted,
+            "the caller started speaking".to_owned(),
+        );
+        self.handled().await;
+    }
+
+    /// The caller presses `keys` on the keypad (`0`-`9`, `*`, `#`, `A`-`D`).
+    ///
+    /// # Panics
+    /// On any other character.
+    pub async fn caller_presses(&mut self, keys: &str) {
+        for key in keys.chars() {
+            assert!(
+                key.is_ascii_digit() || matches!(key, '*' | '#' | 'A'..='D'),
+                "{key:?} is not a keypad key"
+            );
+            self.shared.event(format!("caller → call: pressed {key}"));
+            self.caller_frame(Sent::Dtmf(key));
+        }
+        self.handled().await;
+    }
+
+    /// The caller hangs up: the carrier stops the media.
+    pub async fn caller_hangs_up(&mut self) {
+        self.shared.event("caller → call: hung up (stop)");
+        self.caller_frame(Sent::Stop);
+        self.handled().await;
+    }
+
+    /// The caller's connection closes without a stop.
+    pub async fn caller_disconnects(&mut self) {
+        self.shared.event("caller → call: connection closed");
+        self.caller = None;
+        self.handled().await;
+    }
+
+    /// The caller's side sends something that is not a frame.
+    pub async fn caller_sends_garbage(&mut self) {
+        self.shared.event("caller → call: a malformed frame");
+        self.caller_frame(Sent::Garbage);
+        self.handled().await;
+    }
+
+    /// Waits until every mark sent has been played (or flushed).
+    pub async fn wait_until_played(&mut self) {
+        self.settle().await;
+        self.wait("the agent's audio to finish playing", |s| {
+            (s.marks_unplayed == 0).then_some(())
+        })
+        .await;
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The server's side
+
+    /// The server starts shutting down: the agent says goodbye and the call ends.
+    pub async fn server_shuts_down(&mut self) {
+        self.shared.event("server: shutting down");
+        self.shutdown.send_replace(true);
+        self.settle().await;
+    }
+
+    /// Waits for the call to end (it always does: at the latest at its time limit) and
+    /// returns its summary.
+    ///
+    /// # Panics
+    /// If the call's task panicked.
+    pub async fn ended(&mut self) -> CallSummary {
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(summary) => return summary,
+                Err(e) => panic!(
+                    "the call failed: {e}; its last events:\n{}",
+                    self.shared.recent_events()
+                ),
+            }
+        }
+        match self.shared.lock().summary.clone() {
+            Some(summary) => summary,
+            None => panic!("the call's task is gone"),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // What happened
+
+    /// Whether the call has ended.
+    pub fn is_ended(&self) -> bool {
+        self.shared.lock().summary.is_some()
+    }
+
+    /// What the engine was opened with: the model, the prompt with its variables filled,
+    /// the voice, the audio format, the tools and the first message.
+    pub fn engine_setup(&self) -> EngineSetup {
+        match self.shared.lock().setup.clone() {
+            Some(setup) => setup,
+            None => panic!("the engine was not opened"),
+        }
+    }
+
+    /// Every command the call sent the engine, in order.
+    pub fn engine_commands(&self) -> Vec<SentCommand> {
+        self.shared.lock().commands.clone()
+    }
+
+    /// How many times the model was told to go on after its tools.
+    pub fn continues(&self) -> usize {
+        self.shared
+            .lock()
+            .commands
+            .iter()
+            .filter(|c| **c == SentCommand::ContinueAfterTools)
+            .count()
+    }
+
+    /// Bytes of caller audio the engine received.
+    pub fn caller_audio_bytes(&self) -> usize {
+        self.shared
+            .lock()
+            .commands
+            .iter()
+            .map(|c| match c {
+                SentCommand::AppendAudio { bytes } => *bytes,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Where the agent's last item was cut after a barge-in: how much of it the caller
+    /// heard, in ms. `None` if nothing was ever truncated.
+    pub fn last_truncation_ms(&self) -> Option<u64> {
+        self.shared
+            .lock()
+            .commands
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                SentCommand::Truncate { heard_ms, .. } => Some(*heard_ms),
+                _ => None,
+            })
+    }
+
+    /// Agent audio the caller's phone received, in ms.
+    pub fn agent_audio_ms(&self) -> u64 {
+        self.shared.lock().agent_audio_bytes as u64 / 8
+    }
+
+    /// How many times the phone was told to drop unplayed audio.
+    pub fn clears(&self) -> usize {
+        self.shared.lock().clears
+    }
+
+    /// How many times the call was hung up through call control.
+    pub fn hang_ups(&self) -> usize {
+        self.shared.lock().hang_ups
+    }
+
+    /// The numbers the call was transferred to, in order.
+    pub fn transfers(&self) -> Vec<String> {
+        self.shared.lock().transfers.clone()
+    }
+
+    /// Everything that happened, described, in order.
+    pub fn events(&self) -> Vec<String> {
+        self.shared.lock().events.clone()
+    }
+}
+
+impl Drop for TestCall {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for TestCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCall")
+            .field("events", &self.shared.lock().events.len())
+            .field("ended", &self.is_ended())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A 20 ms frame of caller silence, base64 μ-law.
+fn caller_silence() -> String {
+    base64::engine::general_purpose::STANDARD
+        .encode([MULAW_SILENCE; (CALLER_FRAME_MS * 8) as usize])
+}
+
+/// `ms` of agent audio in the engine's format, base64.
+fn agent_audio(format: AudioFormat, ms: u64) -> String {
+    let bytes = match format {
+        AudioFormat::Pcmu => vec![MULAW_SILENCE; (ms * 8) as usize],
+        AudioFormat::Pcm24k => vec![0u8; (ms * 48) as usize],
+    };
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
