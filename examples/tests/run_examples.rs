@@ -43,6 +43,34 @@ async fn without_settings_each_example_names_the_missing_variables_and_exits_2()
 }
 
 #[tokio::test]
+async fn malformed_deployment_settings_are_named_and_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_product_specialist"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .env("TWILIO_ACCOUNT_SID", twilio_sid("AC", 1))
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env("OPENAI_API_KEY", "sk-example")
+        .env("PHONE_NUMBER", "+15550100")
+        .env("WEBHOOK_URL", "agent.example.com")
+        .env("PATTER_MAX_CONCURRENT_CALLS", "lots")
+        .env("PATTER_AUDIO_FORMAT", "pcm16")
+        .env("PATTER_DRAIN_TIMEOUT_SECS", "-1")
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for named in [
+        "PATTER_MAX_CONCURRENT_CALLS must be a whole number",
+        "PATTER_AUDIO_FORMAT must be pcmu or pcm24k",
+        "PATTER_DRAIN_TIMEOUT_SECS must be a whole number",
+    ] {
+        assert!(stderr.contains(named), "{stderr}");
+    }
+}
+
+#[tokio::test]
 async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
     let engine = FakeRealtime::start().await;
     let rest = FakeTwilioRest::start().await;
@@ -63,6 +91,11 @@ async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
         .env("BIND_ADDRESS", "127.0.0.1")
         .env("OPENAI_REALTIME_URL", engine.url())
         .env("TWILIO_API_URL", rest.base_url())
+        // Deployment settings, read from the environment.
+        .env("PATTER_MODEL", "gpt-realtime-mini")
+        .env("PATTER_VOICE", "cedar")
+        .env("PATTER_AUDIO_FORMAT", "pcm24k")
+        .env("PATTER_MAX_CONCURRENT_CALLS", "250")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -130,6 +163,15 @@ async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
             .as_str()
             .expect("instructions")
             .contains("+15550111")
+    );
+    assert_eq!(
+        conn.query_param("model").as_deref(),
+        Some("gpt-realtime-mini")
+    );
+    assert_eq!(update["session"]["audio"]["output"]["voice"], "cedar");
+    assert_eq!(
+        update["session"]["audio"]["input"]["format"],
+        serde_json::json!({ "type": "audio/pcm", "rate": 24000 })
     );
     conn.send_function_call_response(
         "resp_1",

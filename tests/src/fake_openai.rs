@@ -939,7 +939,8 @@ pub fn function_call_events(
     function_call_events_at(response_id, 0, item_id, call_id, name, arguments)
 }
 
-/// The events of one function call, as the GA server sends them (protocols.md §2):
+/// The events of one function call, as the GA server sends them (OpenAI's Realtime guide,
+/// "function calling"; the GA server event schemas in `tests/data/`):
 /// `response.output_item.added` (in-progress `function_call` item, empty arguments),
 /// `response.function_call_arguments.delta` (the whole `arguments` in one delta),
 /// `response.function_call_arguments.done`, `response.output_item.done` (completed item).

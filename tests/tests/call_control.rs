@@ -1,9 +1,8 @@
-//! The system tools (`end_call`, `transfer_call`) and their REST requests, and how a call ends
-//! when the engine goes away or the call runs too long.
+//! The system tools (`end_call`, `transfer_call`) and the REST requests they make, over
+//! loopback: what Twilio receives, and what its errors become. How a call ends (time limits,
+//! goodbyes, a lost engine) is covered in memory by `session.rs`.
 
 mod common;
-
-use std::time::Duration;
 
 use common::{Harness, Options, WAIT, mulaw_b64};
 use patter::{AgentSpec, EndReason};
@@ -163,32 +162,6 @@ async fn transfer_call_dials_the_number_with_twiml() {
 }
 
 #[tokio::test]
-async fn transfer_to_a_malformed_number_is_refused_without_rest() {
-    let mut h = Harness::start(agent()).await;
-    let call = h.call(14).await;
-    let conn = h.engine_conn(0).await;
-    conn.send_function_call_response(
-        "resp_t",
-        &[(
-            "call_t",
-            "transfer_call",
-            r#"{"number":"555-0199</Dial><Play>x"}"#,
-        )],
-    );
-    conn.wait_for_count("response.create", 1, WAIT)
-        .await
-        .expect("model asked to respond");
-    let output = output_of(&conn, "call_t").expect("output");
-    assert!(
-        output.as_str().expect("string").contains("E.164"),
-        "{output}"
-    );
-    assert!(h.rest.requests().is_empty());
-    call.stream.send_stop().await.expect("stop");
-    h.next_end().await;
-}
-
-#[tokio::test]
 async fn a_refused_transfer_is_told_to_the_model() {
     let mut h = Harness::start(agent()).await;
     let call = h.call(15).await;
@@ -229,30 +202,6 @@ async fn system_tools_can_be_turned_off() {
 }
 
 #[tokio::test]
-async fn losing_the_engine_ends_the_call_and_hangs_up() {
-    let mut h = Harness::start(agent()).await;
-    let call = h.call(17).await;
-    let conn = h.engine_conn(0).await;
-    conn.close();
-    call.stream
-        .wait_closed(WAIT)
-        .await
-        .expect("Twilio socket closed");
-    let requests = h.rest.wait_for_request(1, WAIT).await.expect("hang-up");
-    assert_eq!(requests[0].param("Status"), Some("completed"));
-    assert_eq!(requests[0].call_sid, call.call_sid);
-    let end = h.next_end().await;
-    assert!(
-        matches!(end.reason, EndReason::EngineLost { .. }),
-        "{:?}",
-        end.reason
-    );
-    assert_eq!(h.active_calls().await, 0);
-    // on_call_end fired exactly once.
-    assert!(h.ends.try_recv().is_err());
-}
-
-#[tokio::test]
 async fn a_fatal_engine_error_ends_the_call_and_a_benign_one_does_not() {
     let mut h = Harness::start(agent()).await;
     let call = h.call(18).await;
@@ -281,51 +230,4 @@ async fn a_fatal_engine_error_ends_the_call_and_a_benign_one_does_not() {
             message: "Your session hit the maximum duration.".into()
         }
     );
-}
-
-#[tokio::test]
-async fn a_call_over_the_maximum_duration_is_ended_politely() {
-    let mut h = Harness::with_limits(agent(), |l| {
-        l.max_call_duration = Duration::from_millis(300);
-    })
-    .await;
-    let call = h.call(19).await;
-    let conn = h.engine_conn(0).await;
-    // The agent is asked for a goodbye, which plays before the line is cut.
-    let request = conn
-        .wait_for_event("response.create", WAIT)
-        .await
-        .expect("goodbye requested");
-    assert!(
-        request["response"]["instructions"]
-            .as_str()
-            .expect("instructions")
-            .contains("time limit")
-    );
-    assert!(h.rest.requests().is_empty());
-    conn.send_audio_response(
-        "resp_g",
-        "item_g",
-        &[&mulaw_b64(160, 3)],
-        "Sorry, I have to go. Goodbye!",
-    );
-    let end = h.next_end().await;
-    assert_eq!(end.reason, EndReason::MaxDuration);
-    let requests = h.rest.wait_for_request(1, WAIT).await.expect("hang-up");
-    assert_eq!(requests[0].param("Status"), Some("completed"));
-    call.stream.wait_closed(WAIT).await.expect("closed");
-    assert_eq!(call.stream.media_payloads().len(), 1, "the goodbye played");
-}
-
-#[tokio::test]
-async fn a_goodbye_that_never_comes_is_cut_off_after_the_wait() {
-    let mut h = Harness::with_limits(agent(), |l| {
-        l.max_call_duration = Duration::from_millis(100);
-        l.goodbye_wait = Duration::from_millis(200);
-    })
-    .await;
-    let _call = h.call(20).await;
-    let _conn = h.engine_conn(0).await;
-    assert_eq!(h.next_end().await.reason, EndReason::MaxDuration);
-    h.rest.wait_for_request(1, WAIT).await.expect("hang-up");
 }

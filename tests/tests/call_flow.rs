@@ -280,52 +280,6 @@ async fn response_create_waits_for_response_done() {
 }
 
 #[tokio::test]
-async fn two_calls_in_one_response_get_two_outputs_and_one_response_create() {
-    use patter_tests::fake_openai as ev;
-    let mut h = Harness::start(agent()).await;
-    let call = h.call(4).await;
-    let conn = h.engine_conn(0).await;
-    conn.wait_for_event("response.create", WAIT)
-        .await
-        .expect("greeting");
-    let (one, two) = (r#"{"order_id":"ORD-1"}"#, r#"{"order_id":"ORD-2"}"#);
-    conn.send(ev::response_created("resp_2"));
-    conn.send_all(ev::function_call_events(
-        "resp_2", "item_1", "call_1", "lookup", one,
-    ));
-    // The same call announced twice runs once.
-    conn.send_all(ev::function_call_events(
-        "resp_2", "item_1", "call_1", "lookup", one,
-    ));
-    conn.send_all(ev::function_call_events_at(
-        "resp_2", 1, "item_2", "call_2", "lookup", two,
-    ));
-    conn.send(ev::response_done(
-        "resp_2",
-        "completed",
-        vec![
-            ev::function_call_item("item_1", "call_1", "lookup", one),
-            ev::function_call_item("item_2", "call_2", "lookup", two),
-        ],
-    ));
-    // The one response.create comes once every call of the response has its output: a
-    // duplicate run would have held it back for a third.
-    conn.wait_for_count("response.create", 2, WAIT)
-        .await
-        .expect("one more");
-    let outputs = conn.events_of_type("conversation.item.create");
-    let mut ids: Vec<&str> = outputs
-        .iter()
-        .map(|e| e["item"]["call_id"].as_str().expect("id"))
-        .collect();
-    ids.sort_unstable();
-    assert_eq!(ids, ["call_1", "call_2"]);
-    call.stream.send_stop().await.expect("stop");
-    assert_eq!(h.next_end().await.tool_calls.len(), 2);
-    assert_eq!(conn.events_of_type("response.create").len(), 2);
-}
-
-#[tokio::test]
 async fn audio_keeps_flowing_both_ways_while_a_slow_tool_runs() {
     let release = Arc::new(Notify::new());
     let started = Arc::new(Notify::new());
@@ -569,57 +523,4 @@ async fn the_pcm_option_transcodes_both_ways() {
     call.stream.send_stop().await.expect("stop");
     h.next_end().await;
     h.engine.assert_no_schema_violations();
-}
-
-#[tokio::test]
-async fn on_call_start_overrides_the_prompt_first_message_variables_and_tools() {
-    let options = Options {
-        configure: Box::new(|phone| {
-            phone.on_call_start(|call: CallContext| async move {
-                let only = FnTool::new("vip_desk", "VIP desk.", |_: patter::NoArgs, _| async {
-                    "ok"
-                });
-                patter::CallSetup::new()
-                    .system_prompt("You serve {tier} customer {caller} on {callee}.")
-                    .variable(
-                        "tier",
-                        if call.caller() == "+15550111" {
-                            "gold"
-                        } else {
-                            "basic"
-                        },
-                    )
-                    .first_message("Welcome back!")
-                    .tools(ToolSet::builder().tool(only).build().expect("tools"))
-            })
-        }),
-        ..Options::default()
-    };
-    let mut h = Harness::start_with(agent(), options).await;
-    let call = h.call(10).await;
-    let conn = h.engine_conn(0).await;
-    let session = conn.events_of_type("session.update").remove(0)["session"].clone();
-    assert_eq!(
-        session["instructions"],
-        "You serve gold customer +15550111 on +15550100."
-    );
-    let tools: Vec<&str> = session["tools"]
-        .as_array()
-        .expect("tools")
-        .iter()
-        .map(|t| t["name"].as_str().expect("name"))
-        .collect();
-    assert_eq!(tools, ["vip_desk", "end_call", "transfer_call"]);
-    let greeting = conn
-        .wait_for_event("response.create", WAIT)
-        .await
-        .expect("greeting");
-    assert!(
-        greeting["response"]["instructions"]
-            .as_str()
-            .expect("text")
-            .ends_with("Welcome back!")
-    );
-    call.stream.send_stop().await.expect("stop");
-    h.next_end().await;
 }

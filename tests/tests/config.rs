@@ -132,3 +132,55 @@ fn e164_numbers() {
         assert!(!patter::config::is_e164(bad), "{bad}");
     }
 }
+
+#[test]
+fn deployment_settings_override_the_limits_and_the_agent() {
+    let mut limits = patter::Limits::default();
+    limits.max_concurrent_calls = 7;
+    let config = complete()
+        .limits(limits)
+        .max_concurrent_calls(250)
+        .max_call_duration_secs(600)
+        .drain_timeout_secs(0)
+        .audio_format(patter::AudioFormat::Pcm24k)
+        .model("gpt-realtime-mini")
+        .voice("cedar")
+        .build()
+        .expect("valid");
+    assert_eq!(
+        config.limits().max_concurrent_calls,
+        250,
+        "the setting wins"
+    );
+    assert_eq!(
+        config.limits().max_call_duration,
+        std::time::Duration::from_secs(600)
+    );
+    assert_eq!(config.limits().drain_timeout, std::time::Duration::ZERO);
+    assert_eq!(config.audio_format(), Some(patter::AudioFormat::Pcm24k));
+    assert_eq!(config.model(), Some("gpt-realtime-mini"));
+    assert_eq!(config.voice(), Some("cedar"));
+
+    let defaults = complete().build().expect("valid");
+    assert_eq!(defaults.limits(), &patter::Limits::default());
+    assert_eq!(defaults.audio_format(), None);
+    assert_eq!(defaults.model(), None);
+}
+
+#[test]
+fn bad_deployment_settings_are_each_named_with_the_rest() {
+    let err = Patter::builder()
+        .phone_number("+15550100")
+        .max_concurrent_calls(0)
+        .max_call_duration_secs(0)
+        .build()
+        .expect_err("invalid");
+    let text = err.to_string();
+    for problem in [
+        "PATTER_MAX_CONCURRENT_CALLS must be a whole number of at least 1",
+        "PATTER_MAX_CALL_DURATION_SECS must be a whole number of at least 1",
+        "TWILIO_ACCOUNT_SID is not set",
+    ] {
+        assert!(text.contains(problem), "{text}");
+    }
+}

@@ -492,3 +492,30 @@ async fn the_example_inventory_tool_uses_the_call_context() {
         north["quantity"].as_u64().map(|q| q > 0).unwrap_or(false)
     );
 }
+
+#[tokio::test]
+async fn dispatch_cuts_a_huge_result_exactly_as_a_call_does() {
+    let huge = FnTool::new(
+        "huge",
+        "A lot.",
+        |_: patter::NoArgs, _: CallContext| async { "é".repeat(3 * 1024 * 1024) },
+    );
+    let tools = ToolSet::builder().tool(huge).build().expect("tools");
+    assert_eq!(
+        tools.max_result_bytes(),
+        patter::Limits::default().max_tool_result_bytes
+    );
+    let out = tools.dispatch("huge", "{}", &ctx()).await;
+    // 16 KiB of text, cut at a character boundary, and a note for the model.
+    let (kept, note) = out.output.split_once('…').expect("cut");
+    assert_eq!(kept.len(), 16 * 1024);
+    assert_eq!(
+        note,
+        " [result cut: it was 6291456 bytes, the limit is 16384]"
+    );
+    assert!(out.is_ok());
+
+    let small = tools.clone().with_max_result_bytes(5);
+    let out = small.dispatch("huge", "{}", &ctx()).await;
+    assert!(out.output.starts_with("éé…"), "{}", &out.output[..20]);
+}

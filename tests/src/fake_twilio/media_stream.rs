@@ -1,4 +1,5 @@
-//! A fake Twilio Media Streams client (protocols.md §1.3–1.4, §8.11).
+//! A fake Twilio Media Streams client
+//! (twilio.com/docs/voice/media-streams/websocket-messages).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

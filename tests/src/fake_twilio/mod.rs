@@ -1,10 +1,10 @@
 //! Fakes of Twilio's side of a call: request signing, webhook POSTs, a Media Streams
 //! WebSocket client, and the Calls REST API.
 //!
-//! * [`signature`] computes `X-Twilio-Signature` (protocols.md §7).
+//! * [`signature`] computes `X-Twilio-Signature` (twilio.com/docs/usage/webhooks/webhooks-security).
 //! * [`post_form`], [`post_voice_webhook`], [`post_status_callback`], [`post_signed`]: the
 //!   form-encoded webhook POSTs Twilio makes, over a minimal HTTP/1.1 client on loopback.
-//! * [`MediaStream`]: a fake Twilio Media Streams client (protocols.md §1.3–1.4), with mark
+//! * [`MediaStream`]: a fake Twilio Media Streams client (twilio.com/docs/voice/media-streams/websocket-messages), with mark
 //!   echoes and a checker of what the server sends.
 //! * [`FakeTwilioRest`]: an HTTP server emulating the Calls create/update endpoints (§5).
 

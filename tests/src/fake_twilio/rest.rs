@@ -1,4 +1,4 @@
-//! A fake of Twilio's Calls REST API (protocols.md §5) on loopback.
+//! A fake of Twilio's Calls REST API (twilio.com/docs/voice/api/call-resource) on loopback.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,5 @@
-//! `X-Twilio-Signature` computation (protocols.md §7).
+//! `X-Twilio-Signature` computation (twilio.com/docs/usage/webhooks/webhooks-security; the
+//! vectors in `tests/data/twilio_signature_vectors.json`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
