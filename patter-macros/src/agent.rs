@@ -83,8 +83,14 @@ fn parse_attrs(tokens: TokenStream, errors: &mut Errors) -> AgentAttrs {
         }
         Ok(())
     });
-    if let Err(e) = syn::parse::Parser::parse2(parser, tokens) {
-        errors.push(e);
+    match syn::parse::Parser::parse2(parser, tokens) {
+        Err(e) => errors.push(e),
+        Ok(()) if attrs.system_prompt.is_none() => errors.spanned(
+            Span::call_site(),
+            "an agent needs its instructions: add `system_prompt = \"You are …\"` to \
+             `#[patter::agent(...)]`",
+        ),
+        Ok(()) => {}
     }
     attrs
 }
@@ -92,7 +98,11 @@ fn parse_attrs(tokens: TokenStream, errors: &mut Errors) -> AgentAttrs {
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let attrs = parse_attrs(attr, &mut errors);
-    let item: Item = syn::parse2(item)?;
+    // The attribute's errors are kept whatever is wrong with the item.
+    let item: Item = match syn::parse2(item) {
+        Ok(item) => item,
+        Err(e) => return Err(errors.and(e)),
+    };
     match item {
         Item::Struct(s) => {
             if !s.generics.params.is_empty() {
@@ -109,11 +119,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             })
         }
         Item::Impl(imp) => expand_impl(attrs, imp, errors),
-        other => Err(syn::Error::new(
+        other => Err(errors.and(syn::Error::new(
             other.span(),
             "`#[patter::agent]` goes on a struct (with `tools(...)`) or on an inherent `impl` \
              block whose `&self` methods are marked `#[tool]`",
-        )),
+        ))),
     }
 }
 
@@ -259,32 +269,72 @@ fn spec_body_with_names(
     for (name, value) in &attrs.variables {
         settings.push(quote!(.variable(#name, #value)));
     }
-    let listed = &attrs.tools;
-    let unique_check = unique_names_check(listed, &method_names);
-    quote! {
-        impl ::patter::Agent for #self_ty {
-            fn spec(
-                self: ::std::sync::Arc<Self>,
-            ) -> ::core::result::Result<::patter::AgentSpec, ::patter::ToolSetError> {
-                let __patter_tools = ::patter::ToolSet::builder()
-                    #(.tool(#listed::tool()))*
-                    #(.tool(#method_tools))*
-                    .build()?;
-                ::core::result::Result::Ok(
-                    ::patter::AgentSpec::new(#prompt)
-                        #(#settings)*
-                        .tools(__patter_tools),
-                )
-            }
+    // Each listed path is imported under an alias, beside a glob of stand-ins of the same
+    // names: a tool's marker (in the type namespace) wins over its stand-in, while a plain
+    // function leaves the stand-in in place, which is no `ListedTool`. So listing a function
+    // that is not a tool is one error, on its name, that says what to add.
+    let listed: Vec<(&Path, Ident)> = attrs
+        .tools
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let span = path
+                .segments
+                .last()
+                .map_or_else(Span::call_site, |s| s.ident.span());
+            (path, Ident::new(&format!("__patter_tool_{i}"), span))
+        })
+        .collect();
+    let imports = listed.iter().map(|(path, alias)| {
+        quote! {
+            #[allow(unused_imports)]
+            use #path as #alias;
         }
-        #unique_check
+    });
+    let aliases: Vec<&Ident> = listed.iter().map(|(_, alias)| alias).collect();
+    let listed_tools = aliases.iter().map(
+        |alias| quote_spanned!(alias.span()=> <#alias as ::patter::__private::ListedTool>::tool()),
+    );
+    let unique_check = unique_names_check(&listed, &method_names);
+    let version = crate::version_check();
+    quote! {
+        const _: () = {
+            #version
+            #(#imports)*
+            #[allow(unused_imports)]
+            use __patter_not_tools::*;
+            #[allow(non_camel_case_types, dead_code)]
+            mod __patter_not_tools {
+                #(pub enum #aliases {})*
+            }
+
+            impl ::patter::Agent for #self_ty {
+                fn spec(
+                    self: ::std::sync::Arc<Self>,
+                ) -> ::core::result::Result<::patter::AgentSpec, ::patter::ToolSetError> {
+                    let __patter_tools = ::patter::ToolSet::builder()
+                        #(.tool(#listed_tools))*
+                        #(.tool(#method_tools))*
+                        .build()?;
+                    ::core::result::Result::Ok(
+                        ::patter::AgentSpec::new(#prompt)
+                            #(#settings)*
+                            .tools(__patter_tools),
+                    )
+                }
+            }
+            #unique_check
+        };
     }
 }
 
 /// One `const` per pair of tools that may share a name, at least one of them listed in
 /// `tools(...)` (their names are only known to the compiler). Each is spanned on the later
 /// tool, so a clash is reported there and names both tools.
-fn unique_names_check(listed: &[Path], methods: &[(String, &Ident, Span)]) -> TokenStream {
+fn unique_names_check(
+    listed: &[(&Path, Ident)],
+    methods: &[(String, &Ident, Span)],
+) -> TokenStream {
     struct Entry {
         name: TokenStream,
         label: String,
@@ -294,8 +344,8 @@ fn unique_names_check(listed: &[Path], methods: &[(String, &Ident, Span)]) -> To
     }
     let entries: Vec<Entry> = listed
         .iter()
-        .map(|path| Entry {
-            name: quote!(#path::NAME),
+        .map(|(path, alias)| Entry {
+            name: quote!(<#alias as ::patter::__private::ListedTool>::NAME),
             label: format!(
                 "the tool `{}`",
                 path.segments
@@ -304,10 +354,7 @@ fn unique_names_check(listed: &[Path], methods: &[(String, &Ident, Span)]) -> To
                     .collect::<Vec<_>>()
                     .join("::")
             ),
-            span: path
-                .segments
-                .last()
-                .map_or_else(Span::call_site, |s| s.ident.span()),
+            span: alias.span(),
             known: None,
         })
         .chain(methods.iter().map(|(name, ident, span)| Entry {

@@ -165,7 +165,14 @@ impl Errors {
         })
     }
 
-    pub fn finish(self) -> syn::Result<()> {
-        self.0.map_or(Ok(()), Err)
+    /// `error` with every error collected before it, so none is lost.
+    pub fn and(self, error: syn::Error) -> syn::Error {
+        match self.0 {
+            Some(mut all) => {
+                all.combine(error);
+                all
+            }
+            None => error,
+        }
     }
 }

@@ -7,8 +7,18 @@ use proc_macro::TokenStream;
 mod agent;
 mod args;
 mod attr;
+mod marker;
 mod tool;
 mod webhook;
+
+/// An item naming the `__private` module of the patter version these macros belong to: with
+/// another version of patter it does not exist, and the mismatch is a compile error.
+fn version_check() -> proc_macro2::TokenStream {
+    let module = quote::format_ident!("v{}", env!("CARGO_PKG_VERSION").replace('.', "_"));
+    quote::quote! {
+        const _: ::patter::__private::#module::MacrosMatch = ::patter::__private::#module::MacrosMatch;
+    }
+}
 
 fn finish(result: syn::Result<proc_macro2::TokenStream>) -> TokenStream {
     result.unwrap_or_else(syn::Error::into_compile_error).into()

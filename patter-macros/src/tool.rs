@@ -10,6 +10,7 @@ use syn::{
 };
 
 use crate::attr::{Errors, Keys, Spanned, doc_text, is_valid_tool_name};
+use crate::marker;
 
 pub const TOOL_KEYS: &[&str] = &["name", "description", "timeout_secs"];
 
@@ -369,11 +370,14 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         Ok(f) => f,
         Err(_) => {
             if let Ok(decl) = syn::parse2::<ForeignItemFn>(item) {
-                return Err(syn::Error::new(
+                let error = syn::Error::new(
                     decl.semi_token.span,
                     "a `#[patter::tool]` function needs a body; a tool without one is a \
                      webhook: `#[patter::webhook(url = \"…\")]`",
-                ));
+                )
+                .into_compile_error();
+                let stub = marker::stub(&decl.vis, &decl.sig.ident, quote!(::patter::FnTool));
+                return Ok(quote!(#stub #error));
             }
             return Err(syn::Error::new(
                 Span::call_site(),
@@ -384,11 +388,20 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     };
     // A bad attribute is reported alone: checking the function against attributes that were
     // not read (a misspelled `description`, say) would only add confusing errors.
+    // A method (`self`) is in an `impl` block, where no stand-in can go; its error says
+    // where tool methods belong.
+    let stub = || {
+        if func.sig.receiver().is_some() {
+            return TokenStream::new();
+        }
+        marker::stub(&func.vis, &func.sig.ident, quote!(::patter::FnTool))
+    };
     let tool_attrs = match ToolAttrs::parse(attr) {
         Ok(a) => a,
         Err(e) => {
             let error = e.into_compile_error();
-            return Ok(quote!(#func #error));
+            let stub = stub();
+            return Ok(quote!(#func #stub #error));
         }
     };
     let mut errors = Errors::default();
@@ -399,32 +412,29 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         Place::FreeFn,
         &mut errors,
     );
-    if let Some(kept) = errors.keeping(&func) {
-        return Ok(kept);
+    if let Some(kept) = errors.keeping(quote!(#func)) {
+        let stub = stub();
+        return Ok(quote!(#kept #stub));
     }
     let Some(sig) = sig else {
         return Err(syn::Error::new(Span::call_site(), "invalid tool"));
     };
-    let vis = &func.vis;
     let ident = &func.sig.ident;
     let name = &sig.name;
     let build = sig.fn_tool(quote!(#ident), TokenStream::new());
+    let docs = quote! {
+        #[doc = concat!("The `", #name, "` tool: `", stringify!(#ident), "::tool()`.")]
+    };
+    let marker = marker::marker(
+        &func.vis,
+        ident,
+        name,
+        docs,
+        quote!(::patter::FnTool),
+        build,
+    );
     Ok(quote! {
         #func
-
-        #[doc = concat!("The `", #name, "` tool: `", stringify!(#ident), "::tool()`.")]
-        #[allow(non_camel_case_types, dead_code)]
-        #vis enum #ident {}
-
-        #[allow(dead_code)]
-        impl #ident {
-            /// The name the model calls this tool by.
-            #vis const NAME: &'static str = #name;
-
-            /// The tool, ready to add to a `ToolSet`.
-            #vis fn tool() -> ::patter::FnTool {
-                #build
-            }
-        }
+        #marker
     })
 }

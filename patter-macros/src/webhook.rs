@@ -6,6 +6,7 @@ use syn::spanned::Spanned as _;
 use syn::{FnArg, ForeignItemFn, ItemFn, LitInt, LitStr, ReturnType};
 
 use crate::attr::{Errors, Keys, Spanned, doc_text, is_valid_tool_name};
+use crate::marker;
 
 const KEYS: &[&str] = &[
     "url",
@@ -54,23 +55,40 @@ fn parse_attrs(tokens: TokenStream) -> syn::Result<WebhookAttrs> {
 }
 
 pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    // A bad attribute is reported alone: checking the declaration against attributes that
-    // were not read (a misspelled `url`, say) would only add confusing errors.
-    let attrs = parse_attrs(attr)?;
-    let mut errors = Errors::default();
     let decl: ForeignItemFn = match syn::parse2(item.clone()) {
         Ok(decl) => decl,
         Err(parse_error) => {
-            return Err(match syn::parse2::<ItemFn>(item) {
-                Ok(with_body) => syn::Error::new(
-                    with_body.block.span(),
-                    "a webhook tool has no body: patter POSTs the arguments to its URL; \
-                     replace the body with `;` (or use `#[patter::tool]` to run Rust code)",
-                ),
-                Err(_) => parse_error,
-            });
+            return match syn::parse2::<ItemFn>(item) {
+                Ok(with_body) => {
+                    let error = syn::Error::new(
+                        with_body.block.span(),
+                        "a webhook tool has no body: patter POSTs the arguments to its URL; \
+                         replace the body with `;` (or use `#[patter::tool]` to run Rust code)",
+                    )
+                    .into_compile_error();
+                    let stub = marker::stub(
+                        &with_body.vis,
+                        &with_body.sig.ident,
+                        quote!(::patter::WebhookTool),
+                    );
+                    Ok(quote!(#stub #error))
+                }
+                Err(_) => Err(parse_error),
+            };
         }
     };
+    // The declaration stands for its tool even when it has errors, so that its uses add none.
+    let stub = || marker::stub(&decl.vis, &decl.sig.ident, quote!(::patter::WebhookTool));
+    // A bad attribute is reported alone: checking the declaration against attributes that
+    // were not read (a misspelled `url`, say) would only add confusing errors.
+    let attrs = match parse_attrs(attr) {
+        Ok(attrs) => attrs,
+        Err(e) => {
+            let (stub, error) = (stub(), e.into_compile_error());
+            return Ok(quote!(#stub #error));
+        }
+    };
+    let mut errors = Errors::default();
     let sig = &decl.sig;
     if sig.asyncness.is_none() {
         errors.spanned(
@@ -148,7 +166,9 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             ),
         }
     }
-    errors.finish()?;
+    if let Some(reported) = errors.keeping(stub()) {
+        return Ok(reported);
+    }
     let (Some(ctor), Some(description)) = (url, description) else {
         return Err(syn::Error::new(Span::call_site(), "invalid webhook"));
     };
@@ -168,27 +188,26 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         .secret_env
         .as_ref()
         .map(|var| quote!(.with_signing_secret_from_env(#var)));
-    let vis = &decl.vis;
     let ident = &sig.ident;
-    let doc_attrs = decl.attrs.iter().filter(|a| a.path().is_ident("doc"));
+    let docs: TokenStream = decl
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .map(|a| quote!(#a))
+        .collect();
     let endpoint = attrs.url.as_ref().or(attrs.url_env.as_ref());
-    Ok(quote! {
-        #(#doc_attrs)*
-        #[allow(non_camel_case_types, dead_code)]
-        #vis enum #ident {}
-
-        #[allow(dead_code)]
-        impl #ident {
-            /// The name the model calls this tool by.
-            #vis const NAME: &'static str = #name;
-
-            /// The tool, ready to add to a `ToolSet`.
-            #vis fn tool() -> ::patter::WebhookTool {
-                // The user's own argument type in the turbofish: a type that is not
-                // `ToolArgs` is reported on their span.
-                ::patter::WebhookTool::#ctor::<#args_ty>(#name, #description, #endpoint)
-                    #response #timeout #secret
-            }
-        }
-    })
+    // The user's own argument type in the turbofish: a type that is not `ToolArgs` is
+    // reported on their span.
+    let build = quote! {
+        ::patter::WebhookTool::#ctor::<#args_ty>(#name, #description, #endpoint)
+            #response #timeout #secret
+    };
+    Ok(marker::marker(
+        &decl.vis,
+        ident,
+        &name,
+        docs,
+        quote!(::patter::WebhookTool),
+        build,
+    ))
 }

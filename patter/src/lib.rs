@@ -83,6 +83,79 @@ pub mod __private {
         "rename `__private::v0_1_0` after the new version"
     );
 
+    /// A tool `#[patter::agent(tools(...))]` can list: what `#[patter::tool]` and
+    /// `#[patter::webhook]` make. The agent macro names each listed path through this trait,
+    /// with a stand-in that lacks it for paths that are not tools, so that a plain function
+    /// listed by mistake gets this one error instead of a name-resolution error.
+    #[diagnostic::on_unimplemented(
+        message = "this function is not a tool",
+        label = "listed in `tools(...)`, but not marked as a tool",
+        note = "a tool is an `async fn` marked `#[patter::tool]`, or a bodiless `async fn` marked `#[patter::webhook(url = \"…\")]`"
+    )]
+    pub trait ListedTool {
+        /// The tool's name.
+        const NAME: &'static str;
+        /// The tool.
+        fn tool() -> impl crate::Tool;
+    }
+
+    /// A field type of `#[patter::args]`: deserialisable, with a JSON schema. The macro asks
+    /// for it with a lifetime, so that a field type without it is one error (this one, where
+    /// the arguments are used) rather than one per derive.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be part of a tool's arguments",
+        label = "a field of this type has no JSON schema for the model",
+        note = "mark `{Self}` with `#[patter::data]` (it derives both), or use a type that implements `serde::Deserialize` and `schemars::JsonSchema`"
+    )]
+    pub trait ArgField<'de>: serde::Deserialize<'de> {
+        /// The field's schema.
+        fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+        /// Whether the field is an `Option` (then it is not required).
+        fn is_option() -> bool;
+        /// The schema of a required `Option` field.
+        fn non_optional_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<'de, T: serde::Deserialize<'de> + schemars::JsonSchema> ArgField<'de> for T {
+        fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            generator.subschema_for::<T>()
+        }
+        fn is_option() -> bool {
+            T::_schemars_private_is_option()
+        }
+        fn non_optional_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            T::_schemars_private_non_optional_json_schema(generator)
+        }
+    }
+
+    /// The schema of a field of type `T`, as `#[patter::args]` describes it (through
+    /// [`ArgField`]).
+    pub struct SchemaOf<'de, T>(::core::marker::PhantomData<Field<'de, T>>);
+
+    /// A field of type `T` as seen from a deserialiser borrowing for `'de`.
+    type Field<'de, T> = (&'de (), fn() -> T);
+
+    impl<'de, T: ArgField<'de>> schemars::JsonSchema for SchemaOf<'de, T> {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> ::std::borrow::Cow<'static, str> {
+            ::std::borrow::Cow::Borrowed("patter_argument")
+        }
+        fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            T::schema(generator)
+        }
+        fn _schemars_private_non_optional_json_schema(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> schemars::Schema {
+            T::non_optional_schema(generator)
+        }
+        fn _schemars_private_is_option() -> bool {
+            T::is_option()
+        }
+    }
+
     pub use crate::tool::webhook::WebhookTool;
 
     /// Compares two names in a `const` context, for the agent macro's duplicate check.

@@ -170,3 +170,55 @@ fn a_tool_without_arguments_has_an_empty_object_schema() {
         json!({ "type": "object", "properties": {}, "required": [] })
     );
 }
+
+/// How the parcel travels: some variants documented, some not.
+#[patter::data]
+#[serde(rename_all = "snake_case")]
+enum Route {
+    /// By road, two to three days.
+    Road,
+    Rail,
+    /// By air, next day.
+    Air,
+    Sea,
+}
+
+/// The same variants, none documented.
+#[patter::data]
+enum Plain {
+    Zulu,
+    Alpha,
+    Mike,
+}
+
+/// Arguments with enums.
+#[patter::args]
+struct Routing {
+    /// The route.
+    route: Route,
+    /// A code word.
+    word: Plain,
+}
+
+/// Route a parcel.
+#[patter::tool]
+async fn route(_args: Routing) -> String {
+    String::new()
+}
+
+#[test]
+fn enum_schemas_keep_declaration_order_in_one_flat_list() {
+    let schema = definition_json(&route::tool());
+    assert_eq!(
+        schema["parameters"]["properties"]["route"],
+        json!({
+            "type": "string",
+            "enum": ["road", "rail", "air", "sea"],
+            "description": "The route. (road: By road, two to three days; air: By air, next day)"
+        })
+    );
+    assert_eq!(
+        schema["parameters"]["properties"]["word"],
+        json!({ "type": "string", "enum": ["Zulu", "Alpha", "Mike"], "description": "A code word." })
+    );
+}

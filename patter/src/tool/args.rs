@@ -15,13 +15,21 @@ use serde_json::{Map, Value};
     label = "tool arguments must be a struct marked `#[patter::args]`",
     note = "add `#[patter::args]` above `struct {Self}`; a tool without arguments takes no argument at all"
 )]
-pub trait ToolArgs: DeserializeOwned + JsonSchema + Send + 'static {
+pub trait ToolArgs: ArgsShape + Send + 'static {
     /// The JSON schema of the arguments as the model is shown it: a flat object with
     /// `properties` and `required`, and no `$schema`, `title`, `$ref` or `$defs`.
     fn parameters_schema() -> Value {
         flat_schema::<Self>()
     }
 }
+
+/// What a tool's argument type must be: deserialisable and with a JSON schema. Every type
+/// that is both has it; it exists so that a missing half is reported about the arguments'
+/// fields, not about serde's traits.
+#[doc(hidden)]
+pub trait ArgsShape: DeserializeOwned + JsonSchema {}
+
+impl<T: DeserializeOwned + JsonSchema> ArgsShape for T {}
 
 /// The arguments of a tool that takes none: any JSON object (or nothing) is accepted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

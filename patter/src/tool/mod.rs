@@ -17,6 +17,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+#[doc(hidden)]
+pub use args::ArgsShape;
 pub use args::{NoArgs, ToolArgs, flat_schema};
 pub use context::{CallContext, CallContextBuilder, Direction};
 pub use function::FnTool;

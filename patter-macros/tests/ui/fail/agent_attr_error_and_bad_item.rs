@@ -1,0 +1,4 @@
+#[patter::agent(system_promt = "You answer the phone.")]
+fn receptionist() {}
+
+fn main() {}
