@@ -42,9 +42,11 @@ async fn without_settings_each_example_names_the_missing_variables_and_exits_2()
     }
 }
 
-#[tokio::test]
-async fn malformed_deployment_settings_are_named_and_exit_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_product_specialist"))
+/// The product specialist as a new user starts it: a clean environment, in a folder without a
+/// `.env`, with the required settings.
+fn product_specialist() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_product_specialist"));
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .current_dir(std::env::temp_dir())
@@ -52,7 +54,13 @@ async fn malformed_deployment_settings_are_named_and_exit_2() {
         .env("TWILIO_AUTH_TOKEN", TOKEN)
         .env("OPENAI_API_KEY", "sk-example")
         .env("PHONE_NUMBER", "+15550100")
-        .env("WEBHOOK_URL", "agent.example.com")
+        .env("WEBHOOK_URL", "agent.example.com");
+    command
+}
+
+#[tokio::test]
+async fn malformed_deployment_settings_are_named_and_exit_2() {
+    let out = product_specialist()
         .env("PATTER_MAX_CONCURRENT_CALLS", "lots")
         .env("PATTER_AUDIO_FORMAT", "pcm16")
         .env("PATTER_DRAIN_TIMEOUT_SECS", "-1")
@@ -78,15 +86,7 @@ async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_product_specialist"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("TWILIO_ACCOUNT_SID", twilio_sid("AC", 1))
-        .env("TWILIO_AUTH_TOKEN", TOKEN)
-        .env("OPENAI_API_KEY", "sk-example")
-        .env("PHONE_NUMBER", "+15550100")
-        .env("WEBHOOK_URL", "agent.example.com")
+    let mut child = product_specialist()
         .env("PORT", port.to_string())
         .env("BIND_ADDRESS", "127.0.0.1")
         .env("OPENAI_REALTIME_URL", engine.url())

@@ -34,8 +34,10 @@ pub struct Patter {
 impl Patter {
     /// Configured from the environment: `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`,
     /// `OPENAI_API_KEY`, `PHONE_NUMBER`, `WEBHOOK_URL`, and optionally `PORT`, `BIND_ADDRESS`,
-    /// `OPENAI_REALTIME_URL`, `TWILIO_API_URL`, `PATTER_STREAM_SECRET`. The error names every
-    /// missing or malformed variable.
+    /// `OPENAI_REALTIME_URL`, `TWILIO_API_URL`, `PATTER_STREAM_SECRET`, and the deployment
+    /// settings `PATTER_MAX_CONCURRENT_CALLS`, `PATTER_MAX_CALL_DURATION_SECS`,
+    /// `PATTER_DRAIN_TIMEOUT_SECS`, `PATTER_AUDIO_FORMAT`, `PATTER_MODEL`, `PATTER_VOICE`.
+    /// The error names every missing or malformed variable.
     pub fn from_env() -> Result<Patter, ConfigError> {
         ConfigBuilder::from_env().build().map(Patter::new)
     }

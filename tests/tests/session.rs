@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use patter::testing::{SentCommand, TestCall};
 use patter::{
-    AgentSpec, AudioFormat, CallContext, CallSetup, EndReason, FnTool, Json, Limits, NoArgs, Role,
-    ToolOutput, ToolSet, WebhookTool, json,
+    AgentSpec, AudioFormat, CallContext, CallSetup, EndReason, FnTool, Hooks, Json, Limits, NoArgs,
+    Role, ToolOutput, ToolSet, WebhookTool, json,
 };
 
 #[patter::args]
@@ -224,7 +224,10 @@ async fn the_callers_words_and_the_agents_reach_the_transcript_and_its_hook() {
     let heard = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&heard);
     let mut call = TestCall::new(agent())
-        .on_transcript(move |_, entry| seen.lock().unwrap().push(entry.text.clone()))
+        .hooks(
+            Hooks::new()
+                .on_transcript(move |_, entry| seen.lock().unwrap().push(entry.text.clone())),
+        )
         .start()
         .await;
     call.model_says("Hi! Do you have an order ID?").await;
@@ -254,7 +257,7 @@ async fn keypad_presses_reach_the_dtmf_hook_and_the_call_goes_on() {
     let keys = Arc::new(Mutex::new(String::new()));
     let seen = Arc::clone(&keys);
     let mut call = TestCall::new(agent())
-        .on_dtmf(move |_, key| seen.lock().unwrap().push(key))
+        .hooks(Hooks::new().on_dtmf(move |_, key| seen.lock().unwrap().push(key)))
         .start()
         .await;
     call.caller_presses("12#").await;
@@ -305,10 +308,10 @@ async fn losing_the_engine_hangs_the_call_up_once() {
     let ends = Arc::new(Mutex::new(0));
     let counted = Arc::clone(&ends);
     let mut call = TestCall::new(agent())
-        .on_call_end(move |_| {
+        .hooks(Hooks::new().on_call_end(move |_| {
             *counted.lock().unwrap() += 1;
             async {}
-        })
+        }))
         .start()
         .await;
     call.engine_drops().await;
@@ -324,10 +327,10 @@ async fn an_unreachable_engine_hangs_up_and_still_reports_the_call() {
     let seen = Arc::clone(&reported);
     let mut call = TestCall::new(agent())
         .engine_unavailable("429 Too Many Requests")
-        .on_call_end(move |summary| {
+        .hooks(Hooks::new().on_call_end(move |summary| {
             *seen.lock().unwrap() = Some(summary.reason);
             async {}
-        })
+        }))
         .start()
         .await;
     let summary = call.ended().await;
@@ -344,7 +347,7 @@ async fn an_unreachable_engine_hangs_up_and_still_reports_the_call() {
 #[tokio::test(start_paused = true)]
 async fn on_call_start_overrides_the_prompt_first_message_variables_and_tools() {
     let mut call = TestCall::new(agent())
-        .on_call_start(|call| async move {
+        .hooks(Hooks::new().on_call_start(|call| async move {
             let vip = FnTool::new("vip", "VIP desk.", |_: NoArgs, _: CallContext| async {
                 "ok"
             });
@@ -353,7 +356,7 @@ async fn on_call_start_overrides_the_prompt_first_message_variables_and_tools() 
                 .variable("desk", "the VIP desk")
                 .first_message(format!("Welcome back, {}!", call.caller()))
                 .tools(ToolSet::builder().tool(vip).build().expect("tools"))
-        })
+        }))
         .start()
         .await;
     call.expect_greeting("Welcome back, +15550100!").await;

@@ -90,7 +90,7 @@ use self::state::{Shared, State};
 use crate::JsonValue;
 use crate::agent::{Agent, AgentSpec};
 use crate::audio::AudioFormat;
-use crate::call::{CallEnv, CallSetup, CallSummary, Hooks, TranscriptEntry};
+use crate::call::{CallEnv, CallSummary, Hooks};
 use crate::config::Limits;
 use crate::engine::EngineSetup;
 use crate::tool::{
@@ -214,47 +214,10 @@ impl TestCallBuilder {
         self
     }
 
-    /// The hooks, as a server would run them.
+    /// The hooks, as a server would run them:
+    /// `.hooks(Hooks::new().on_transcript(|_, turn| …))`.
     pub fn hooks(mut self, hooks: Hooks) -> Self {
         self.hooks = hooks;
-        self
-    }
-
-    /// Adds an `on_call_start` hook; see [`Hooks::on_call_start`].
-    pub fn on_call_start<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(CallContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = CallSetup> + Send + 'static,
-    {
-        self.hooks = self.hooks.on_call_start(hook);
-        self
-    }
-
-    /// Adds an `on_transcript` hook; see [`Hooks::on_transcript`].
-    pub fn on_transcript<F>(mut self, hook: F) -> Self
-    where
-        F: Fn(&CallContext, &TranscriptEntry) + Send + Sync + 'static,
-    {
-        self.hooks = self.hooks.on_transcript(hook);
-        self
-    }
-
-    /// Adds an `on_dtmf` hook; see [`Hooks::on_dtmf`].
-    pub fn on_dtmf<F>(mut self, hook: F) -> Self
-    where
-        F: Fn(&CallContext, char) + Send + Sync + 'static,
-    {
-        self.hooks = self.hooks.on_dtmf(hook);
-        self
-    }
-
-    /// Adds an `on_call_end` hook; see [`Hooks::on_call_end`].
-    pub fn on_call_end<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(CallSummary) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.hooks = self.hooks.on_call_end(hook);
         self
     }
 

@@ -120,6 +120,7 @@ impl ToolSetBuilder {
 
 /// What the model is handed for one tool call.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DispatchOutcome {
     /// The `output` string of the `function_call_output` item.
     pub output: String,
