@@ -7,12 +7,21 @@ use syn::spanned::Spanned as _;
 use syn::{Fields, Item};
 
 pub fn expand_args(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    if let Some(first) = attr.into_iter().next() {
-        return Err(syn::Error::new(
-            first.span(),
-            "`#[patter::args]` takes no arguments; use `#[serde(...)]` on the struct or its fields",
-        ));
-    }
+    let serialize = match syn::parse2::<Option<syn::Ident>>(attr.clone()) {
+        Ok(None) => false,
+        Ok(Some(flag)) if flag == "serialize" => true,
+        _ => {
+            let span = attr
+                .into_iter()
+                .next()
+                .map_or_else(Span::call_site, |t| t.span());
+            return Err(syn::Error::new(
+                span,
+                "`#[patter::args]` takes nothing, or `serialize` to derive `Serialize` too; use \
+                 `#[serde(...)]` on the struct or its fields for the rest",
+            ));
+        }
+    };
     let item: Item = syn::parse2(item)?;
     let problem = match &item {
         Item::Struct(strukt) => match &strukt.fields {
@@ -56,7 +65,7 @@ pub fn expand_args(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStr
             return Ok(quote!(#item #error));
         }
     };
-    Ok(args_impls(&strukt))
+    Ok(args_impls(&strukt, serialize))
 }
 
 /// The derives and impls of an argument struct.
@@ -68,7 +77,7 @@ pub fn expand_args(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStr
 /// `#[patter::data]`. The schema comes from a private mirror of the struct whose fields
 /// take their schema through `SchemaOf<'_, T>`; the mirror carries the doc comments and the
 /// serde and schemars attributes, so the schema is what a plain derive would give.
-fn args_impls(strukt: &syn::ItemStruct) -> TokenStream {
+fn args_impls(strukt: &syn::ItemStruct, serialize: bool) -> TokenStream {
     let ident = &strukt.ident;
     let version = crate::version_check();
     let Fields::Named(fields) = &strukt.fields else {
@@ -91,31 +100,61 @@ fn args_impls(strukt: &syn::ItemStruct) -> TokenStream {
     for field in &fields.named {
         let (name, ty) = (&field.ident, &field.ty);
         let attrs = kept(&field.attrs);
+        let serde_says = |keys: &[&str]| {
+            field
+                .attrs
+                .iter()
+                .any(|a| a.path().is_ident("serde") && mentions(a, keys))
+        };
         let own_schema = field
             .attrs
             .iter()
             .any(|a| a.path().is_ident("schemars") && mentions(a, &["with", "schema_with"]));
-        deserialize_bounds.push(format!(
-            "{}: ::patter::__private::ArgField<'de>",
-            quote!(#ty)
-        ));
-        if own_schema {
-            mirror_fields.push(quote! { #(#attrs)* #name: #ty, });
-        } else {
-            let with = format!("::patter::__private::SchemaOf<'__patter, {}>", quote!(#ty));
-            schema_bounds.push(quote! {
-                ::patter::__private::SchemaOf<'__patter, #ty>: ::patter::__private::schemars::JsonSchema
-            });
-            mirror_fields.push(quote! {
-                #(#attrs)*
-                #[schemars(with = #with)]
-                #name: #ty,
-            });
+        // What serde needs of the field's type, and where its schema comes from.
+        let skipped = serde_says(&["skip", "skip_deserializing"]);
+        let deserialized_with = serde_says(&["with", "deserialize_with"]);
+        match (skipped || deserialized_with, own_schema) {
+            (false, false) => deserialize_bounds.push(format!(
+                "{}: ::patter::__private::ArgField<'de>",
+                quote!(#ty)
+            )),
+            (false, true) => deserialize_bounds.push(format!(
+                "{}: ::patter::__private::serde::Deserialize<'de>",
+                quote!(#ty)
+            )),
+            (true, _) => {}
         }
+        if skipped || own_schema {
+            mirror_fields.push(quote! { #(#attrs)* #name: #ty, });
+            continue;
+        }
+        // A type deserialised by other means needs only its schema.
+        let wrapper = if deserialized_with {
+            quote!(::patter::__private::SchemaOnly)
+        } else {
+            quote!(::patter::__private::SchemaOf)
+        };
+        let with = format!("{}<'__patter, {}>", wrapper, quote!(#ty));
+        schema_bounds.push(quote! {
+            #wrapper<'__patter, #ty>: ::patter::__private::schemars::JsonSchema
+        });
+        mirror_fields.push(quote! {
+            #(#attrs)*
+            #[schemars(with = #with)]
+            #name: #ty,
+        });
     }
     let deserialize_bound = deserialize_bounds.join(", ");
     let field_names: Vec<_> = fields.named.iter().map(|f| &f.ident).collect();
     let container_attrs = kept(&strukt.attrs);
+    // A bound of the user's own replaces the one made here.
+    let own_bound = strukt
+        .attrs
+        .iter()
+        .any(|a| a.path().is_ident("serde") && mentions(a, &["bound"]));
+    let serde_bound =
+        (!own_bound).then(|| quote!(#[serde(bound(deserialize = #deserialize_bound))]));
+    let derive_serialize = serialize.then(|| quote!(::patter::__private::serde::Serialize,));
     let schema_bound = schema_bounds
         .iter()
         .map(ToString::to_string)
@@ -150,9 +189,9 @@ fn args_impls(strukt: &syn::ItemStruct) -> TokenStream {
         }
     }
     quote! {
-        #[derive(::patter::__private::serde::Deserialize)]
+        #[derive(::patter::__private::serde::Deserialize, #derive_serialize)]
         #[serde(crate = "::patter::__private::serde")]
-        #[serde(bound(deserialize = #deserialize_bound))]
+        #serde_bound
         #strukt
 
         const _: () = {

@@ -41,12 +41,20 @@ pub use tool::{
 };
 
 /// Assembles an agent; see the crate docs.
+///
+/// `system_prompt = "…"` is required. `tools(...)` lists tools by path (`lookup`,
+/// `tools::lookup`, `crate::tools::lookup`); a tool named like a crate you depend on (`log`,
+/// say) is listed as `crate::log`, or `self::log`, so that the name is not ambiguous.
 pub use patter_macros::agent;
 /// Marks a struct as a tool's arguments: derives deserialisation and the JSON schema through
 /// patter's own paths (no serde or schemars needed in your `Cargo.toml`).
 ///
 /// Field doc comments become the parameter descriptions; `Option` fields are optional.
 /// Serde attributes (`#[serde(rename = "…")]`, `#[serde(default)]`) work as usual.
+/// `#[patter::args(serialize)]` derives `Serialize` too (to forward the arguments on, say).
+///
+/// A field's type needs deserialisation and a schema: `#[patter::data]` on your own types,
+/// or `#[schemars(with = "…")]` on the field to give a schema by hand.
 pub use patter_macros::args;
 /// Marks a type used inside tool arguments (an enum, a nested struct) or returned by a tool:
 /// derives serialisation and the JSON schema through patter's own paths.
@@ -126,6 +134,30 @@ pub mod __private {
         }
         fn non_optional_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
             T::_schemars_private_non_optional_json_schema(generator)
+        }
+    }
+
+    /// The schema of a field deserialised by other means (`#[serde(with = …)]`): only the
+    /// schema is asked of its type.
+    pub struct SchemaOnly<'de, T>(::core::marker::PhantomData<Field<'de, T>>);
+
+    impl<'de, T: schemars::JsonSchema> schemars::JsonSchema for SchemaOnly<'de, T> {
+        fn inline_schema() -> bool {
+            true
+        }
+        fn schema_name() -> ::std::borrow::Cow<'static, str> {
+            ::std::borrow::Cow::Borrowed("patter_argument")
+        }
+        fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            generator.subschema_for::<T>()
+        }
+        fn _schemars_private_non_optional_json_schema(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> schemars::Schema {
+            T::_schemars_private_non_optional_json_schema(generator)
+        }
+        fn _schemars_private_is_option() -> bool {
+            T::_schemars_private_is_option()
         }
     }
 

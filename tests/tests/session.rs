@@ -518,6 +518,9 @@ async fn a_goodbye_that_never_comes_is_cut_off_after_the_wait() {
         }))
         .start()
         .await;
+    call.advance(Duration::from_secs(60)).await;
+    call.expect_response_request().await;
+    // The model never answers: after the goodbye wait the line is cut.
     let summary = call.ended().await;
     assert_eq!(summary.reason, EndReason::MaxDuration);
     assert_eq!(call.hang_ups(), 1);
@@ -627,4 +630,54 @@ async fn a_failed_expectation_shows_what_happened_instead() {
     let message = waited.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("within 1s of test time"), "{message}");
     assert!(message.contains("say verbatim"), "{message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hook_that_panics_is_logged_and_the_call_goes_on() {
+    let mut call = TestCall::new(agent())
+        .hooks(
+            Hooks::new()
+                .on_call_start(|_| async { panic!("the CRM is down") })
+                .on_dtmf(|_, _| panic!("bad key handler"))
+                .on_transcript(|_, _| panic!("bad transcript handler")),
+        )
+        .start()
+        .await;
+    // The agent's own settings stand in for the failed on_call_start.
+    call.expect_greeting("Hi! Do you have an order ID?").await;
+    call.caller_presses("1").await;
+    call.caller_says("Hello?").await;
+    let reply = call.model_calls("lookup", json!({ "order_id": "1" })).await;
+    assert!(reply.continued());
+    call.caller_hangs_up().await;
+    let summary = call.ended().await;
+    assert_eq!(summary.reason, EndReason::StreamStopped);
+    assert_eq!(
+        summary.transcript.len(),
+        1,
+        "the turn is kept though its hook failed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_result_is_cut_to_the_limit_too() {
+    let noisy = FnTool::new(
+        "noisy",
+        "Fails loudly.",
+        |_: NoArgs, _: CallContext| async { Err::<String, _>("e".repeat(100_000)) },
+    );
+    let agent = AgentSpec::new("p").tools(ToolSet::builder().tool(noisy).build().expect("tools"));
+    let mut call = TestCall::new(agent)
+        .limits(limits(|l| l.max_tool_result_bytes = 200))
+        .start()
+        .await;
+    let reply = call.model_calls("noisy", json!({})).await;
+    assert!(reply.text().len() < 300, "{}", reply.text().len());
+    assert!(
+        reply.text().ends_with("the limit is 200]"),
+        "{}",
+        reply.text()
+    );
+    let unknown = call.model_calls(&"x".repeat(5000), json!({})).await;
+    assert!(unknown.text().len() < 300);
 }

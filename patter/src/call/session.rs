@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, warn};
@@ -261,7 +264,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 // The key is not logged: it may be part of a PIN.
                 debug!("keypad press");
                 if let Some(hook) = &self.env.hooks.on_dtmf {
-                    hook(&self.ctx, digit);
+                    guarded("on_dtmf", || hook(&self.ctx, digit));
                 }
                 None
             }
@@ -557,7 +560,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             at: self.started.elapsed(),
         };
         if let Some(hook) = &self.env.hooks.on_transcript {
-            hook(&self.ctx, &entry);
+            guarded("on_transcript", || hook(&self.ctx, &entry));
         }
         self.record.transcript.push(entry);
     }
@@ -627,12 +630,20 @@ async fn finish(
         tool_calls: record.tool_calls,
     };
     info!(reason = ?summary.reason, duration_ms = summary.duration.as_millis() as u64, "call ended");
-    if let Some(hook) = &env.hooks.on_call_end
-        && tokio::time::timeout(HOOK_TIMEOUT, hook(summary.clone()))
-            .await
-            .is_err()
-    {
-        warn!("on_call_end did not finish within 10 s; abandoned");
+    if let Some(hook) = &env.hooks.on_call_end {
+        let ran = AssertUnwindSafe(hook(summary.clone())).catch_unwind();
+        match tokio::time::timeout(HOOK_TIMEOUT, ran).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => error!("on_call_end panicked"),
+            Err(_) => warn!("on_call_end did not finish within 10 s; abandoned"),
+        }
     }
     summary
+}
+
+/// Runs a hook on the call's task; a hook that panics is logged, and the call goes on.
+fn guarded(name: &str, hook: impl FnOnce()) {
+    if std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err() {
+        error!(hook = name, "hook panicked; the call goes on");
+    }
 }

@@ -2,9 +2,11 @@
 //! the system tools), the prompt with its variables filled, and the engine's setup.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use tracing::warn;
+use futures_util::FutureExt;
+use tracing::{error, warn};
 
 use super::{CallEnv, CallSetup};
 use crate::engine::EngineSetup;
@@ -27,13 +29,20 @@ pub(crate) struct CallPlan {
 pub(crate) async fn plan(env: &CallEnv, default_model: &str, ctx: &CallContext) -> CallPlan {
     let spec = &env.agent;
     let setup = match &env.hooks.on_call_start {
-        Some(hook) => match tokio::time::timeout(HOOK_TIMEOUT, hook(ctx.clone())).await {
-            Ok(setup) => setup,
-            Err(_) => {
-                warn!("on_call_start did not finish within 10 s; using the agent's settings");
-                CallSetup::default()
+        Some(hook) => {
+            let ran = AssertUnwindSafe(hook(ctx.clone())).catch_unwind();
+            match tokio::time::timeout(HOOK_TIMEOUT, ran).await {
+                Ok(Ok(setup)) => setup,
+                Ok(Err(_)) => {
+                    error!("on_call_start panicked; using the agent's settings");
+                    CallSetup::default()
+                }
+                Err(_) => {
+                    warn!("on_call_start did not finish within 10 s; using the agent's settings");
+                    CallSetup::default()
+                }
             }
-        },
+        }
         None => CallSetup::default(),
     };
     let tools = setup.tools.clone().unwrap_or_else(|| spec.tools.clone());

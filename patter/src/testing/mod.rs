@@ -228,7 +228,9 @@ impl TestCallBuilder {
     }
 
     /// Puts `tool` in place of the agent's tool of the same name (a webhook tool pointed at
-    /// a local server, say).
+    /// a local server, say). A tool that makes real network requests needs a test in real
+    /// time (`#[tokio::test]`, not paused): paused time jumps past its timeouts while it
+    /// waits on the socket.
     ///
     /// # Panics
     /// At [`start`](Self::start), if the agent has no tool of that name.
@@ -324,6 +326,8 @@ impl TestCallBuilder {
             .build();
         let on_end = Arc::clone(&shared);
         let task = tokio::spawn(async move {
+            // Marks the task gone however it ends, so that no wait outlasts a panic.
+            let _gone = TaskGone(Arc::clone(&on_end));
             let summary = env.run(&engine, leg, context).await;
             on_end.update(|s| {
                 s.push_event(format!("call ended: {:?}", summary.reason));
@@ -449,9 +453,19 @@ impl Tool for Stub {
     }
 }
 
+/// Tells the waiters the call's task is gone, on drop: at its end, or while a panic unwinds.
+struct TaskGone(Arc<Shared>);
+
+impl Drop for TaskGone {
+    fn drop(&mut self) {
+        self.0.update(|s| s.task_gone = true);
+    }
+}
+
 /// Why a wait ended without what it waited for.
 enum Missed {
     Ended,
+    Crashed,
     Timeout,
 }
 
@@ -474,6 +488,9 @@ impl TestCall {
                 if state.summary.is_some() {
                     return Err(Missed::Ended);
                 }
+                if state.task_gone {
+                    return Err(Missed::Crashed);
+                }
             }
             tokio::select! {
                 () = &mut changed => {}
@@ -493,6 +510,7 @@ impl TestCall {
     fn fail(&self, what: &str, missed: Missed) -> ! {
         let why = match missed {
             Missed::Ended => "the call ended first".to_owned(),
+            Missed::Crashed => "the call's task panicked (its message is above)".to_owned(),
             Missed::Timeout => format!(
                 "it did not happen within {:?} of test time",
                 self.expect_within
@@ -510,13 +528,13 @@ impl TestCall {
         let waited = self
             .try_wait(|s| (s.engine_handled >= engine && s.carrier_handled >= caller).then_some(()))
             .await;
-        if let Err(Missed::Timeout) = waited {
-            self.fail("the call to handle what was sent", Missed::Timeout);
+        if let Err(missed @ (Missed::Timeout | Missed::Crashed)) = waited {
+            self.fail("the call to handle what was sent", missed);
         }
     }
 
-    /// Lets the call handle everything sent so far, and let tasks it started (tools) run
-    /// until they wait on something.
+    /// Lets the call handle everything sent so far. Under `start_paused`, tasks it started
+    /// (tools) also run until they wait on something; in real time they get a millisecond.
     pub async fn settle(&mut self) {
         self.handled().await;
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -706,8 +724,8 @@ impl TestCall {
                 (all && continued).then_some(())
             })
             .await;
-        if let Err(Missed::Timeout) = answered {
-            self.fail(&what, Missed::Timeout);
+        if let Err(missed @ (Missed::Timeout | Missed::Crashed)) = answered {
+            self.fail(&what, missed);
         }
         let state = self.shared.lock();
         let found = outputs(&state);
@@ -913,19 +931,24 @@ impl TestCall {
         self.settle().await;
     }
 
-    /// Waits for the call to end (it always does: at the latest at its time limit) and
-    /// returns its summary.
+    /// Waits (up to [`expect_within`](TestCallBuilder::expect_within) of test time) for the
+    /// call to end and returns its summary. A call ending at its time limit ends that long
+    /// after it started: [`advance`](Self::advance) first.
     ///
     /// # Panics
-    /// If the call's task panicked.
+    /// If the call does not end in time, or its task panicked.
     pub async fn ended(&mut self) -> CallSummary {
-        if let Some(task) = self.task.take() {
-            match task.await {
-                Ok(summary) => return summary,
-                Err(e) => panic!(
+        if let Some(task) = &mut self.task {
+            match tokio::time::timeout(self.expect_within, task).await {
+                Ok(Ok(summary)) => {
+                    self.task = None;
+                    return summary;
+                }
+                Ok(Err(e)) => panic!(
                     "the call failed: {e}; its last events:\n{}",
                     self.shared.recent_events()
                 ),
+                Err(_) => self.fail("the call to end", Missed::Timeout),
             }
         }
         match self.shared.lock().summary.clone() {

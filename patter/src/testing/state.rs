@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub(crate) marks_unplayed: usize,
     /// The call's end.
     pub(crate) summary: Option<CallSummary>,
+    /// The call's task is gone: with no summary, it panicked.
+    pub(crate) task_gone: bool,
     /// The kind, count and total of the run of like events the last event sums up.
     last_run: Option<(&'static str, u64, u64)>,
 }

@@ -197,9 +197,9 @@ impl ToolSet {
     /// Runs the model's call of tool `name`; `id` identifies this invocation (the engine's
     /// function `call_id`).
     ///
-    /// Every outcome is a string for the model: the result (cut to
-    /// [`ToolSet::max_result_bytes`], with a note), or an error JSON for an unknown tool, bad
-    /// arguments, a tool error, a panic or a timeout. Nothing here ends the call.
+    /// Every outcome is a string for the model, cut to [`ToolSet::max_result_bytes`] (with a
+    /// note): the result, or an error JSON for an unknown tool, bad arguments, a tool error, a
+    /// panic or a timeout. Nothing here ends the call.
     pub async fn dispatch_with_id(
         &self,
         name: &str,
@@ -209,9 +209,11 @@ impl ToolSet {
     ) -> DispatchOutcome {
         let Some(tool) = self.get(name) else {
             tracing::warn!(tool = name, "model called an unknown tool");
-            return DispatchOutcome::failed(ToolError::UnknownTool {
+            let mut failed = DispatchOutcome::failed(ToolError::UnknownTool {
                 name: name.to_owned(),
             });
+            failed.output = cap(name, failed.output, self.max_result_bytes);
+            return failed;
         };
         let span = tracing::info_span!("tool", tool = name, invocation = id);
         let timeout = tool.timeout();
@@ -247,7 +249,10 @@ impl ToolSet {
             }
             Err(error) => {
                 span.in_scope(|| tracing::warn!(elapsed_ms, error = %error, "tool failed"));
-                DispatchOutcome::failed(error)
+                let mut failed = DispatchOutcome::failed(error);
+                // An error's text (a tool's own message, arguments quoted back) is bounded too.
+                failed.output = span.in_scope(|| cap(name, failed.output, self.max_result_bytes));
+                failed
             }
         }
     }
