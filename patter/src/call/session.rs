@@ -8,15 +8,13 @@
 //! one task both reads and writes it.
 
 use std::fmt::Write as _;
-use std::time::Duration;
-
-use tokio::time::Instant;
-
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::actions::{self, ActionsOutcome};
