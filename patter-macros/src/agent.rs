@@ -17,6 +17,7 @@ const KEYS: &[&str] = &[
     "variables",
     "tools",
     "audio_format",
+    "engine",
 ];
 
 #[derive(Default)]
@@ -26,6 +27,7 @@ struct AgentAttrs {
     voice: Option<LitStr>,
     model: Option<LitStr>,
     audio_format: Option<proc_macro2::TokenStream>,
+    engine: Option<proc_macro2::TokenStream>,
     variables: Vec<(String, LitStr)>,
     tools: Vec<Path>,
 }
@@ -48,6 +50,20 @@ fn parse_attrs(tokens: TokenStream, errors: &mut Errors) -> AgentAttrs {
                         return Err(syn::Error::new(
                             lit.span(),
                             "`audio_format` is \"pcmu\" (μ-law pass-through, the default) or \"pcm24k\"",
+                        ));
+                    }
+                });
+            }
+            "engine" => {
+                let lit: LitStr = meta.value()?.parse()?;
+                attrs.engine = Some(match lit.value().as_str() {
+                    "realtime" => quote!(::patter::engine::EngineKind::Realtime),
+                    "gpt-live" => quote!(::patter::engine::EngineKind::GptLive),
+                    _ => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            "`engine` is \"realtime\" (OpenAI Realtime, the default) or \
+                             \"gpt-live\" (OpenAI GPT-Live)",
                         ));
                     }
                 });
@@ -265,6 +281,9 @@ fn spec_body_with_names(
     }
     if let Some(format) = &attrs.audio_format {
         settings.push(quote!(.audio_format(#format)));
+    }
+    if let Some(engine) = &attrs.engine {
+        settings.push(quote!(.engine(#engine)));
     }
     for (name, value) in &attrs.variables {
         settings.push(quote!(.variable(#name, #value)));

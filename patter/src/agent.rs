@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::audio::AudioFormat;
+use crate::engine::EngineKind;
 use crate::tool::{ToolSet, ToolSetError};
 
 /// The default voice.
@@ -42,7 +43,8 @@ pub struct AgentSpec {
     pub voice: String,
     /// The engine's model; `None` for the engine's default
     /// ([`openai_realtime::DEFAULT_MODEL`](crate::engine::openai_realtime::DEFAULT_MODEL) for
-    /// OpenAI Realtime).
+    /// OpenAI Realtime, [`openai_live::DEFAULT_MODEL`](crate::engine::openai_live::DEFAULT_MODEL)
+    /// for GPT-Live).
     pub model: Option<String>,
     /// Values for the prompt's `{name}` placeholders.
     pub variables: BTreeMap<String, String>,
@@ -50,6 +52,8 @@ pub struct AgentSpec {
     pub tools: ToolSet,
     /// The audio format between patter and the engine (μ-law pass-through by default).
     pub audio: AudioFormat,
+    /// The speech engine (OpenAI Realtime by default).
+    pub engine: EngineKind,
 }
 
 impl AgentSpec {
@@ -63,12 +67,19 @@ impl AgentSpec {
             variables: BTreeMap::new(),
             tools: ToolSet::default(),
             audio: AudioFormat::Pcmu,
+            engine: EngineKind::Realtime,
         }
     }
 
     /// Sets the audio format between patter and the engine.
     pub fn audio_format(mut self, format: AudioFormat) -> Self {
         self.audio = format;
+        self
+    }
+
+    /// Sets the speech engine.
+    pub fn engine(mut self, engine: EngineKind) -> Self {
+        self.engine = engine;
         self
     }
 

@@ -5,11 +5,14 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::audio::AudioFormat;
+use crate::engine::EngineKind;
 use crate::error::ConfigError;
 use crate::secret::Secret;
 
 /// Default OpenAI Realtime endpoint.
 pub const DEFAULT_OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
+/// Default OpenAI GPT-Live endpoint.
+pub const DEFAULT_OPENAI_LIVE_URL: &str = "wss://api.openai.com/v1/live/sessions";
 /// Default Twilio REST base URL.
 pub const DEFAULT_TWILIO_API_URL: &str = "https://api.twilio.com";
 /// Default HTTP port.
@@ -134,6 +137,7 @@ pub struct Config {
     pub(crate) port: u16,
     pub(crate) bind: IpAddr,
     pub(crate) openai_realtime_url: String,
+    pub(crate) openai_live_url: String,
     pub(crate) twilio_api_url: String,
     pub(crate) stream_secret: Secret,
     pub(crate) system_tools: bool,
@@ -141,6 +145,8 @@ pub struct Config {
     pub(crate) model: Option<String>,
     pub(crate) voice: Option<String>,
     pub(crate) audio_format: Option<AudioFormat>,
+    pub(crate) engine: Option<EngineKind>,
+    pub(crate) delegation_model: Option<String>,
 }
 
 impl Config {
@@ -172,6 +178,21 @@ impl Config {
     /// The OpenAI Realtime endpoint.
     pub fn openai_realtime_url(&self) -> &str {
         &self.openai_realtime_url
+    }
+
+    /// The OpenAI GPT-Live endpoint.
+    pub fn openai_live_url(&self) -> &str {
+        &self.openai_live_url
+    }
+
+    /// The engine every call uses instead of its agent's, if set (`PATTER_ENGINE`).
+    pub fn engine(&self) -> Option<EngineKind> {
+        self.engine
+    }
+
+    /// The backend model GPT-Live delegates tools to, if set (`PATTER_DELEGATION_MODEL`).
+    pub fn delegation_model(&self) -> Option<&str> {
+        self.delegation_model.as_deref()
     }
 
     /// The Twilio REST base URL.
@@ -216,6 +237,10 @@ impl fmt::Debug for Config {
                 &crate::util::redact_url(&self.openai_realtime_url),
             )
             .field(
+                "openai_live_url",
+                &crate::util::redact_url(&self.openai_live_url),
+            )
+            .field(
                 "twilio_api_url",
                 &crate::util::redact_url(&self.twilio_api_url),
             )
@@ -225,6 +250,8 @@ impl fmt::Debug for Config {
             .field("model", &self.model)
             .field("voice", &self.voice)
             .field("audio_format", &self.audio_format)
+            .field("engine", &self.engine)
+            .field("delegation_model", &self.delegation_model)
             .finish()
     }
 }
@@ -246,6 +273,7 @@ pub(crate) const WEBHOOK_URL: &str = "WEBHOOK_URL";
 pub(crate) const PORT: &str = "PORT";
 pub(crate) const BIND_ADDRESS: &str = "BIND_ADDRESS";
 pub(crate) const OPENAI_REALTIME_URL: &str = "OPENAI_REALTIME_URL";
+pub(crate) const OPENAI_LIVE_URL: &str = "OPENAI_LIVE_URL";
 pub(crate) const TWILIO_API_URL: &str = "TWILIO_API_URL";
 pub(crate) const STREAM_SECRET: &str = "PATTER_STREAM_SECRET";
 pub(crate) const MAX_CONCURRENT_CALLS: &str = "PATTER_MAX_CONCURRENT_CALLS";
@@ -254,6 +282,8 @@ pub(crate) const DRAIN_TIMEOUT_SECS: &str = "PATTER_DRAIN_TIMEOUT_SECS";
 pub(crate) const AUDIO_FORMAT: &str = "PATTER_AUDIO_FORMAT";
 pub(crate) const MODEL: &str = "PATTER_MODEL";
 pub(crate) const VOICE: &str = "PATTER_VOICE";
+pub(crate) const ENGINE: &str = "PATTER_ENGINE";
+pub(crate) const DELEGATION_MODEL: &str = "PATTER_DELEGATION_MODEL";
 
 const ALL: &[&str] = &[
     TWILIO_ACCOUNT_SID,
@@ -264,6 +294,7 @@ const ALL: &[&str] = &[
     PORT,
     BIND_ADDRESS,
     OPENAI_REALTIME_URL,
+    OPENAI_LIVE_URL,
     TWILIO_API_URL,
     STREAM_SECRET,
     MAX_CONCURRENT_CALLS,
@@ -272,6 +303,8 @@ const ALL: &[&str] = &[
     AUDIO_FORMAT,
     MODEL,
     VOICE,
+    ENGINE,
+    DELEGATION_MODEL,
 ];
 
 impl ConfigBuilder {
@@ -336,6 +369,22 @@ impl ConfigBuilder {
     /// The OpenAI Realtime endpoint (a proxy, Azure, or a local test peer).
     pub fn openai_realtime_url(self, url: impl Into<String>) -> Self {
         self.set(OPENAI_REALTIME_URL, url)
+    }
+
+    /// The OpenAI GPT-Live endpoint (a proxy, a gateway, or a local test peer).
+    pub fn openai_live_url(self, url: impl Into<String>) -> Self {
+        self.set(OPENAI_LIVE_URL, url)
+    }
+
+    /// The engine of every call, instead of its agent's (`PATTER_ENGINE`: `realtime` or
+    /// `gpt-live`).
+    pub fn engine(self, engine: EngineKind) -> Self {
+        self.set(ENGINE, engine.as_str())
+    }
+
+    /// The backend model GPT-Live delegates tools to (`PATTER_DELEGATION_MODEL`).
+    pub fn delegation_model(self, model: impl Into<String>) -> Self {
+        self.set(DELEGATION_MODEL, model)
     }
 
     /// The Twilio REST base URL.
@@ -456,6 +505,13 @@ impl ConfigBuilder {
             OPENAI_REALTIME_URL,
             &mut problems,
         );
+        let live = endpoint(
+            self.get(OPENAI_LIVE_URL),
+            DEFAULT_OPENAI_LIVE_URL,
+            &["wss", "ws"],
+            OPENAI_LIVE_URL,
+            &mut problems,
+        );
         let twilio_api = endpoint(
             self.get(TWILIO_API_URL),
             DEFAULT_TWILIO_API_URL,
@@ -495,6 +551,13 @@ impl ConfigBuilder {
                 None
             }),
         };
+        let engine = match self.get(ENGINE).map(str::trim) {
+            None | Some("") => None,
+            Some(text) => EngineKind::parse(text).or_else(|| {
+                problems.push(ENGINE, "must be realtime or gpt-live");
+                None
+            }),
+        };
         let text = |key: &str| {
             self.get(key)
                 .map(str::trim)
@@ -522,6 +585,7 @@ impl ConfigBuilder {
             port,
             bind,
             openai_realtime_url: realtime.trim_end_matches('/').to_owned(),
+            openai_live_url: live.trim_end_matches('/').to_owned(),
             twilio_api_url: twilio_api.trim_end_matches('/').to_owned(),
             stream_secret,
             system_tools: self.system_tools.unwrap_or(true),
@@ -529,6 +593,8 @@ impl ConfigBuilder {
             model: text(MODEL),
             voice: text(VOICE),
             audio_format,
+            engine,
+            delegation_model: text(DELEGATION_MODEL),
         })
     }
 }

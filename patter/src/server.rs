@@ -30,6 +30,8 @@ use tracing::Instrument;
 use crate::agent::{Agent, AgentSpec};
 use crate::call::{CallEnv, Hooks};
 use crate::config::Config;
+use crate::engine::EngineKind;
+use crate::engine::openai_live::OpenAiLive;
 use crate::engine::openai_realtime::OpenAiRealtime;
 use crate::error::Result;
 use crate::twilio::leg::{self, TOKEN_PARAMETER, TwilioLeg};
@@ -100,11 +102,12 @@ impl CallSlots {
 
 /// What every request and call of one server shares. The server is the composition root:
 /// it admits each call (signature, per-call token, a call slot), then runs it with the Twilio
-/// leg and the OpenAI Realtime engine through the call's narrow [`CallEnv`].
+/// leg and the agent's engine through the call's narrow [`CallEnv`].
 pub(crate) struct App {
     pub(crate) config: Config,
     env: CallEnv,
-    engine: OpenAiRealtime,
+    realtime: OpenAiRealtime,
+    live: OpenAiLive,
     calls: CallSlots,
     /// Set once the server drains: new calls are turned away.
     draining: AtomicBool,
@@ -112,9 +115,12 @@ pub(crate) struct App {
     shutdown_tx: watch::Sender<bool>,
 }
 
-/// The agent as this deployment runs it: `PATTER_MODEL`, `PATTER_VOICE` and
+/// The agent as this deployment runs it: `PATTER_ENGINE`, `PATTER_MODEL`, `PATTER_VOICE` and
 /// `PATTER_AUDIO_FORMAT` override what the code says.
 fn deployed(config: &Config, mut agent: AgentSpec) -> AgentSpec {
+    if let Some(engine) = config.engine {
+        agent.engine = engine;
+    }
     if let Some(model) = &config.model {
         agent.model = Some(model.clone());
     }
@@ -140,15 +146,23 @@ pub(crate) fn build_app(config: Config, hooks: Hooks, agent: AgentSpec) -> Arc<A
         .system_tools(config.system_tools)
         .control(Arc::new(control))
         .shutdown_signal(shutdown);
-    let engine = OpenAiRealtime::new(config.openai_api_key.expose())
+    let realtime = OpenAiRealtime::new(config.openai_api_key.expose())
         .url(&config.openai_realtime_url)
         .handshake_timeout(config.limits.engine_handshake_timeout)
         .max_message_bytes(config.limits.max_ws_message_bytes);
+    let mut live = OpenAiLive::new(config.openai_api_key.expose())
+        .url(&config.openai_live_url)
+        .handshake_timeout(config.limits.engine_handshake_timeout)
+        .max_message_bytes(config.limits.max_ws_message_bytes);
+    if let Some(model) = &config.delegation_model {
+        live = live.backend_model(model);
+    }
     Arc::new(App {
         calls: CallSlots::new(config.limits.max_concurrent_calls),
         config,
         env,
-        engine,
+        realtime,
+        live,
         draining: AtomicBool::new(false),
         shutdown_tx,
     })
@@ -326,7 +340,12 @@ async fn serve_stream(app: Arc<App>, socket: WebSocket) {
             leg.refuse().await;
             return;
         };
-        app.env.run(&app.engine, leg, leg::context(&start)).await;
+        // Each engine gets a session loop of its own type: static dispatch per call.
+        let context = leg::context(&start);
+        match app.env.agent().engine {
+            EngineKind::Realtime => app.env.run(&app.realtime, leg, context).await,
+            EngineKind::GptLive => app.env.run(&app.live, leg, context).await,
+        };
     }
     .instrument(span)
     .await;

@@ -1,4 +1,10 @@
-//! A fake OpenAI Realtime (GA) server over a loopback WebSocket.
+//! A fake OpenAI Realtime (GA) server over a loopback WebSocket, which can speak GPT-Live
+//! (`/v1/live/sessions`) instead.
+//!
+//! GPT-Live ([`FakeRealtime::start_live`]): nothing is sent on connect; `session.start` is
+//! answered with `session.started` (the received session, with an id), `session.close` with
+//! `session.closed`, and every client event is checked against the GPT-Live schema. Server
+//! events are built with the functions of [`live`].
 //!
 //! [`FakeRealtime::start`] listens on `127.0.0.1:0`. Every connection is recorded: the
 //! upgrade request (path and query, headers), every client event (parsed JSON, each checked
@@ -27,7 +33,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::DEFAULT_TIMEOUT;
-use crate::realtime_schema::{self, Side, validate_client_event};
+use crate::realtime_schema::{self, Side, validate_client_event, validate_live_client_event};
 use crate::signal::Signal;
 
 /// The model named in `session.created` when the client's URL has no `?model=`.
@@ -90,8 +96,18 @@ struct Conn {
     cmd: mpsc::UnboundedSender<Command>,
 }
 
+/// Which protocol a fake speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Realtime,
+    Live,
+}
+
 struct Shared {
     silent: bool,
+    protocol: Protocol,
+    /// GPT-Live: the answer to `session.start` instead of `session.started`.
+    start_error: Mutex<Option<Value>>,
     conns: Mutex<Vec<Arc<Conn>>>,
     tcp_accepts: AtomicUsize,
     handshake_failures: Mutex<Vec<String>>,
@@ -123,16 +139,21 @@ impl FakeRealtime {
     ///
     /// Panics if it cannot bind a loopback port (an environment problem, not a test result).
     pub async fn start() -> FakeRealtime {
-        Self::start_inner(false).await
+        Self::start_inner(false, Protocol::Realtime).await
+    }
+
+    /// Starts a fake that speaks GPT-Live (see the module docs).
+    pub async fn start_live() -> FakeRealtime {
+        Self::start_inner(false, Protocol::Live).await
     }
 
     /// Starts a fake that accepts TCP connections but never answers the WebSocket upgrade,
     /// for handshake-timeout tests. [`FakeRealtime::connections`] counts TCP accepts.
     pub async fn start_silent() -> FakeRealtime {
-        Self::start_inner(true).await
+        Self::start_inner(true, Protocol::Realtime).await
     }
 
-    async fn start_inner(silent: bool) -> FakeRealtime {
+    async fn start_inner(silent: bool, protocol: Protocol) -> FakeRealtime {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("FakeRealtime: bind 127.0.0.1:0");
@@ -141,6 +162,8 @@ impl FakeRealtime {
             .expect("FakeRealtime: local address of the listener");
         let shared = Arc::new(Shared {
             silent,
+            protocol,
+            start_error: Mutex::new(None),
             conns: Mutex::new(Vec::new()),
             tcp_accepts: AtomicUsize::new(0),
             handshake_failures: Mutex::new(Vec::new()),
@@ -159,7 +182,16 @@ impl FakeRealtime {
     /// The WebSocket URL to configure as the Realtime endpoint:
     /// `ws://127.0.0.1:PORT/v1/realtime` (the client appends `?model=…`).
     pub fn url(&self) -> String {
-        format!("ws://{}/v1/realtime", self.addr)
+        match self.shared.protocol {
+            Protocol::Realtime => format!("ws://{}/v1/realtime", self.addr),
+            Protocol::Live => format!("ws://{}/v1/live/sessions", self.addr),
+        }
+    }
+
+    /// GPT-Live: answer every later `session.start` with `error` instead of
+    /// `session.started`, then close the connection.
+    pub fn refuse_sessions(&self, error: Value) {
+        *lock(&self.shared.start_error) = Some(error);
     }
 
     /// The listening address.
@@ -416,7 +448,12 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
 
     let created =
         json!({"type": "session.created", "event_id": next_event_id(), "session": session});
-    if let Err(e) = ws.send(Message::text(created.to_string())).await {
+    // GPT-Live says nothing until `session.start`.
+    let greeting = (shared.protocol == Protocol::Realtime).then_some(created);
+    if let Some(Err(e)) = match greeting {
+        Some(created) => Some(ws.send(Message::text(created.to_string())).await),
+        None => None,
+    } {
         end_conn(
             &conn,
             &shared,
@@ -431,7 +468,23 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
         tokio::select! {
             incoming = ws.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = record_text(&conn, text.as_str());
+                    let reply = match shared.protocol {
+                        Protocol::Realtime => record_text(&conn, text.as_str()),
+                        Protocol::Live => {
+                            let refusal = lock(&shared.start_error).clone();
+                            match (refusal, record_live_text(&conn, text.as_str())) {
+                                (Some(error), Some(reply))
+                                    if reply.get("type").and_then(Value::as_str) == Some("session.started") =>
+                                {
+                                    let _ = ws.send(Message::text(error.to_string())).await;
+                                    end_conn(&conn, &shared, ConnEnd::ServerClose);
+                                    let _ = tokio::time::timeout(DEFAULT_TIMEOUT, ws.close(None)).await;
+                                    break;
+                                }
+                                (_, reply) => reply,
+                            }
+                        }
+                    };
                     shared.signal.bump();
                     if let Some(reply) = reply {
                         // A failed send shows up on the read side, which records the end.
@@ -548,6 +601,154 @@ fn record_text(conn: &Conn, text: &str) -> Option<Value> {
     Some(
         json!({"type": "session.updated", "event_id": next_event_id(), "session": st.session.clone()}),
     )
+}
+
+/// Records one GPT-Live text frame; returns the reply to send, if any.
+fn record_live_text(conn: &Conn, text: &str) -> Option<Value> {
+    let mut st = lock(&conn.state);
+    let event: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let shown: String = text.chars().take(120).collect();
+            st.protocol_errors
+                .push(format!("non-JSON text frame ({e}): {shown}"));
+            return None;
+        }
+    };
+    let n = st.events.len();
+    if let Err(e) = validate_live_client_event(&event) {
+        st.schema_violations
+            .push(format!("event #{n} ({}): {e}", event_type(&event)));
+    }
+    let started = st
+        .events
+        .iter()
+        .any(|e| e.get("type").and_then(Value::as_str) == Some("session.start"));
+    let kind = event_type(&event);
+    if started && kind == "session.start" {
+        st.protocol_errors.push("a second session.start".to_owned());
+    } else if !started && kind != "session.start" {
+        st.protocol_errors
+            .push(format!("{kind} before session.start"));
+    }
+    st.events.push(event.clone());
+    match kind.as_str() {
+        "session.start" => {
+            let mut session = event.get("session").cloned().unwrap_or(Value::Null);
+            if let Some(obj) = session.as_object_mut() {
+                obj.insert(
+                    "id".into(),
+                    format!("sess_live{:06}", EVENT_SEQ.fetch_add(1, Ordering::Relaxed)).into(),
+                );
+                obj.insert("expires_at".into(), 1_900_000_000u64.into());
+                obj.insert("status".into(), "active".into());
+            }
+            st.session = session.clone();
+            Some(
+                json!({"type": "session.started", "event_id": next_event_id(), "session": session}),
+            )
+        }
+        "session.close" => Some(json!({
+            "type": "session.closed",
+            "event_id": next_event_id(),
+            "reason": "close_requested",
+            "session": st.session.clone(),
+            "usage": {"seconds": 1.0}
+        })),
+        _ => None,
+    }
+}
+
+/// Server events of GPT-Live (`/v1/live/sessions`), as its implementations read them.
+pub mod live {
+    use serde_json::{Value, json};
+
+    use super::next_event_id;
+
+    /// Agent audio: `session.output_audio.delta`.
+    pub fn audio_delta(base64: &str) -> Value {
+        json!({"type": "session.output_audio.delta", "delta": base64})
+    }
+
+    /// A fragment of the caller's words.
+    pub fn input_transcript(delta: &str, start_ms: u64, end_ms: u64) -> Value {
+        json!({"type": "session.input_transcript.delta", "event_id": next_event_id(),
+               "delta": delta, "start_ms": start_ms, "end_ms": end_ms})
+    }
+
+    /// A fragment of the agent's words.
+    pub fn output_transcript(delta: &str, start_ms: u64, end_ms: u64) -> Value {
+        json!({"type": "session.output_transcript.delta", "event_id": next_event_id(),
+               "delta": delta, "start_ms": start_ms, "end_ms": end_ms})
+    }
+
+    /// A Responses streaming event wrapped for the client.
+    pub fn response_event(delegation_id: &str, event: Value) -> Value {
+        json!({"type": "response.event", "event_id": next_event_id(),
+               "delegation_id": delegation_id, "event": event})
+    }
+
+    /// A delegated backend response that calls `(call_id, name, arguments)` each: its
+    /// delegation, `response.created`, each call announced (empty arguments) then finished,
+    /// and `response.completed` with an empty `output`, as the server sends them.
+    pub fn function_calls(delegation_id: &str, calls: &[(&str, &str, &str)]) -> Vec<Value> {
+        let mut events = vec![
+            json!({"type": "session.delegation.created", "event_id": next_event_id(), "offset_ms": 1000,
+                   "delegation": {"id": delegation_id, "type": "delegation", "target": "responses",
+                                  "response_id": format!("resp_{delegation_id}")}}),
+            response_event(
+                delegation_id,
+                json!({"type": "response.created",
+                "response": {"id": format!("resp_{delegation_id}"), "status": "in_progress", "output": []}}),
+            ),
+        ];
+        for (i, (call_id, name, arguments)) in calls.iter().enumerate() {
+            let item = |status: &str, arguments: &str| {
+                json!({"id": format!("fc_{call_id}"),
+                "type": "function_call", "status": status, "call_id": call_id, "name": name,
+                "arguments": arguments})
+            };
+            events.push(response_event(
+                delegation_id,
+                json!({"type": "response.output_item.added",
+                "output_index": i, "item": item("in_progress", "")}),
+            ));
+            events.push(response_event(
+                delegation_id,
+                json!({"type": "response.output_item.done",
+                "output_index": i, "item": item("completed", arguments)}),
+            ));
+        }
+        events.push(response_event(delegation_id, json!({"type": "response.completed",
+            "response": {"id": format!("resp_{delegation_id}"), "status": "completed", "output": []}})));
+        events
+    }
+
+    /// `session.closed` for `reason`.
+    pub fn session_closed(reason: &str) -> Value {
+        json!({"type": "session.closed", "event_id": next_event_id(), "reason": reason,
+               "session": {}, "usage": {"seconds": 1.0}})
+    }
+
+    /// An `error` event.
+    pub fn error_event(code: &str, message: &str) -> Value {
+        json!({"type": "error", "event_id": next_event_id(),
+               "error": {"type": "invalid_request_error", "code": code, "message": message}})
+    }
+
+    /// Any other event the client ignores (`session.usage.updated`).
+    pub fn usage(seconds: f64) -> Value {
+        json!({"type": "session.usage.updated", "event_id": next_event_id(),
+               "usage": {"seconds": seconds}})
+    }
+
+    /// What an event's `type` is, for assertions.
+    pub fn kind(event: &Value) -> &str {
+        event
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
 }
 
 /// A handle on one recorded connection of a [`FakeRealtime`]. Cheap to clone.

@@ -40,13 +40,20 @@ pub const CLIENT_SCHEMA_JSON: &str =
 pub const SERVER_SCHEMA_JSON: &str =
     include_str!("../data/openai_realtime_ga_server_events.schema.json");
 
-/// Which of the two schema files to use.
+/// The GPT-Live client-events schema file
+/// (`tests/data/openai_live_client_events.schema.json`, written from the documented shapes).
+pub const LIVE_CLIENT_SCHEMA_JSON: &str =
+    include_str!("../data/openai_live_client_events.schema.json");
+
+/// Which of the schema files to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
     /// Client → OpenAI events (`RealtimeClientEvent` and its components).
     Client,
     /// OpenAI → client events (`RealtimeServerEvent` and its components).
     Server,
+    /// Client → OpenAI GPT-Live events (`LiveClientEvent` and its components).
+    LiveClient,
 }
 
 /// Nesting guard against reference cycles that do not consume the value.
@@ -84,10 +91,19 @@ fn load(raw: &str, what: &str) -> SchemaDoc {
 fn doc(side: Side) -> &'static SchemaDoc {
     static CLIENT: OnceLock<SchemaDoc> = OnceLock::new();
     static SERVER: OnceLock<SchemaDoc> = OnceLock::new();
+    static LIVE_CLIENT: OnceLock<SchemaDoc> = OnceLock::new();
     match side {
         Side::Client => CLIENT.get_or_init(|| load(CLIENT_SCHEMA_JSON, "client")),
         Side::Server => SERVER.get_or_init(|| load(SERVER_SCHEMA_JSON, "server")),
+        Side::LiveClient => {
+            LIVE_CLIENT.get_or_init(|| load(LIVE_CLIENT_SCHEMA_JSON, "GPT-Live client"))
+        }
     }
+}
+
+/// Validates one client → OpenAI GPT-Live event against the root `LiveClientEvent`.
+pub fn validate_live_client_event(event: &Value) -> Result<(), String> {
+    validate_root(Side::LiveClient, event)
 }
 
 /// Validates one client → OpenAI event against the GA root `RealtimeClientEvent`.

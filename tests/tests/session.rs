@@ -83,7 +83,10 @@ async fn the_greeting_is_verbatim_and_the_prompt_has_its_variables() {
             "transfer_call"
         ]
     );
-    assert_eq!(setup.model, "scripted-model", "the engine's default model");
+    assert_eq!(
+        setup.model, "gpt-realtime-2.1",
+        "the engine's default model"
+    );
     call.caller_hangs_up().await;
     let summary = call.ended().await;
     assert_eq!(summary.reason, EndReason::StreamStopped);
@@ -680,4 +683,19 @@ async fn an_error_result_is_cut_to_the_limit_too() {
     );
     let unknown = call.model_calls(&"x".repeat(5000), json!({})).await;
     assert!(unknown.text().len() < 300);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gpt_live_agent_is_scripted_the_same_way() {
+    let agent = agent().engine(patter::engine::EngineKind::GptLive);
+    let mut call = TestCall::new(agent).start().await;
+    call.expect_greeting("Hi! Do you have an order ID?").await;
+    assert_eq!(call.engine_setup().model, "gpt-live-1.1");
+    let reply = call
+        .model_calls("lookup", json!({ "order_id": "ORD-9" }))
+        .await;
+    assert_eq!(reply.json()["order_id"], "ORD-9");
+    call.model_says("It shipped yesterday.").await;
+    call.caller_hangs_up().await;
+    assert_eq!(call.ended().await.reason, EndReason::StreamStopped);
 }

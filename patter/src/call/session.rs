@@ -212,6 +212,17 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         // stopped reading cannot hold the call open), the engine is gone before the hang-up
         // and `on_call_end` run.
         self.jobs.abort_all();
+        for event in self.engine.finish() {
+            match event {
+                EngineEvent::UserTranscript { text } => {
+                    self.record(Role::Caller, text.into_owned())
+                }
+                EngineEvent::AgentTranscript { text } => {
+                    self.record(Role::Agent, text.into_owned())
+                }
+                _ => {}
+            }
+        }
         close_within(self.engine.close()).await;
         close_within(self.carrier.close()).await;
         if self.record.malformed_frames > 0 {
@@ -295,10 +306,14 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         };
         let event = match self.engine.parse(&frame) {
             Ok(event) => event,
-            Err(e) => {
+            Err(e @ EngineError::Malformed(_)) => {
                 self.record.malformed_frames += 1;
                 warn!(error = %e, "malformed engine event ignored");
                 return None;
+            }
+            Err(e) => {
+                error!(error = %e, "engine gone; ending the call");
+                return Some(engine_lost(&e));
             }
         };
         match event {

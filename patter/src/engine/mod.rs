@@ -12,6 +12,8 @@
 //! The call is generic over the engine, so the audio path is statically dispatched: no
 //! boxed future or virtual call per frame.
 
+mod json;
+pub mod openai_live;
 pub mod openai_realtime;
 
 use std::borrow::Cow;
@@ -19,6 +21,42 @@ use std::future::Future;
 
 pub use crate::audio::{AudioChunk, AudioFormat};
 use crate::tool::ToolDefinition;
+
+/// Which speech engine an agent talks through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EngineKind {
+    /// OpenAI Realtime (GA), `/v1/realtime`: the default.
+    #[default]
+    Realtime,
+    /// OpenAI GPT-Live, `/v1/live/sessions`: tools delegated to a backend model.
+    GptLive,
+}
+
+impl EngineKind {
+    /// The name used in settings: `realtime` or `gpt-live`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Realtime => "realtime",
+            EngineKind::GptLive => "gpt-live",
+        }
+    }
+
+    /// Reads a setting's value: `realtime` or `gpt-live` (any case).
+    pub fn parse(text: &str) -> Option<EngineKind> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "realtime" => Some(EngineKind::Realtime),
+            "gpt-live" => Some(EngineKind::GptLive),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A speech engine: opens one session per call.
 pub trait Engine: Send + Sync + 'static {
@@ -49,7 +87,8 @@ pub trait EngineSession: Send + 'static {
     fn recv(&mut self) -> impl Future<Output = Result<Self::Frame, EngineError>> + Send;
 
     /// Reads a frame. A frame that cannot be read is [`EngineError::Malformed`]: the call
-    /// counts it and goes on.
+    /// counts it and goes on. Any other error ends the call as a lost engine (a frame saying
+    /// the connection is gone, say).
     fn parse<'f>(&mut self, frame: &'f Self::Frame) -> Result<EngineEvent<'f>, EngineError>;
 
     /// Sends a command. An error means the engine is gone.
@@ -57,6 +96,13 @@ pub trait EngineSession: Send + 'static {
         &mut self,
         command: EngineCommand<'_>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// What the engine still holds when the call ends, such as a transcript turn assembled
+    /// from fragments that no gap has closed yet (as `UserTranscript` / `AgentTranscript`).
+    /// The call records it before it closes the session.
+    fn finish(&mut self) -> Vec<EngineEvent<'static>> {
+        Vec::new()
+    }
 
     /// Closes the session. The call bounds how long this may take.
     fn close(self) -> impl Future<Output = ()> + Send;

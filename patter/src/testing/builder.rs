@@ -15,6 +15,7 @@ use crate::JsonValue;
 use crate::agent::{Agent, AgentSpec};
 use crate::call::{CallEnv, Hooks};
 use crate::config::Limits;
+use crate::engine::EngineKind;
 use crate::tool::{
     CallContext, Direction, Invocation, Tool, ToolDefinition, ToolError, ToolOutput, ToolSet,
     ToolSetError,
@@ -209,7 +210,14 @@ impl TestCallBuilder {
             .system_tools(self.system_tools)
             .control(Arc::new(control))
             .shutdown_signal(shutdown_rx);
+        // The scripted engine plays the agent's own engine: its default model shows in the
+        // setup, as on a real call.
+        let default_model = match env.agent().engine {
+            EngineKind::GptLive => crate::engine::openai_live::DEFAULT_MODEL,
+            _ => crate::engine::openai_realtime::DEFAULT_MODEL,
+        };
         let engine = ScriptedEngine {
+            default_model,
             shared: Arc::clone(&shared),
             frames: Mutex::new(Some(engine_rx)),
             unavailable: self.engine_unavailable,

@@ -50,13 +50,15 @@ pub(crate) struct ScriptedEngine {
     pub(crate) frames: Mutex<Option<mpsc::UnboundedReceiver<Frame>>>,
     /// Set to refuse the session with this message.
     pub(crate) unavailable: Option<String>,
+    /// The model of the engine the agent would run on, when it names none.
+    pub(crate) default_model: &'static str,
 }
 
 impl Engine for ScriptedEngine {
     type Session = ScriptedSession;
 
     fn default_model(&self) -> &str {
-        "scripted-model"
+        self.default_model
     }
 
     async fn open(&self, setup: &EngineSetup) -> Result<ScriptedSession, EngineError> {

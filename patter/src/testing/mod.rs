@@ -66,7 +66,7 @@
 //!
 //! ```text
 //! expected the greeting "Hi!", but the engine was asked to say "Hello!"; the call's last events:
-//!     1. call → engine: open (model scripted-model, 3 tools)
+//!     1. call → engine: open (model gpt-realtime-2.1, 3 tools)
 //!     2. call → engine: say verbatim "Hello!"
 //! ```
 

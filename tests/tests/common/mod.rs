@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use patter::engine::EngineKind;
 use patter::{Agent, CallSummary, ConfigBuilder, Limits, Patter, TranscriptEntry};
 use patter_tests::fake_openai::{ConnHandle, FakeRealtime};
 use patter_tests::fake_twilio::{self, FakeTwilioRest, MediaStream};
@@ -31,6 +32,8 @@ pub struct Harness {
     pub rest: Arc<FakeTwilioRest>,
     pub ends: mpsc::UnboundedReceiver<CallSummary>,
     pub transcripts: Arc<Mutex<Vec<TranscriptEntry>>>,
+    /// How many transcript turns `on_transcript` has seen.
+    pub transcript_count: tokio::sync::watch::Receiver<usize>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<patter::Result<()>>,
 }
@@ -42,6 +45,8 @@ pub struct Options {
     pub engine: Option<Arc<FakeRealtime>>,
     pub rest: Option<Arc<FakeTwilioRest>>,
     pub system_tools: bool,
+    /// The engine every call uses (`PATTER_ENGINE`); the fake engine speaks its protocol.
+    pub engine_kind: EngineKind,
 }
 
 impl Default for Options {
@@ -52,6 +57,7 @@ impl Default for Options {
             engine: None,
             rest: None,
             system_tools: true,
+            engine_kind: EngineKind::Realtime,
         }
     }
 }
@@ -76,9 +82,10 @@ impl Harness {
     }
 
     pub async fn start_with(agent: impl Agent, options: Options) -> Harness {
-        let engine = match options.engine {
-            Some(engine) => engine,
-            None => Arc::new(FakeRealtime::start().await),
+        let engine = match (options.engine, options.engine_kind) {
+            (Some(engine), _) => engine,
+            (None, EngineKind::GptLive) => Arc::new(FakeRealtime::start_live().await),
+            (None, _) => Arc::new(FakeRealtime::start().await),
         };
         let rest = match options.rest {
             Some(rest) => rest,
@@ -95,6 +102,8 @@ impl Harness {
             .phone_number("+15550100")
             .webhook_url(PUBLIC_URL)
             .openai_realtime_url(engine.url())
+            .openai_live_url(engine.url())
+            .engine(options.engine_kind)
             .twilio_api_url(rest.base_url())
             .stream_secret("shared stream secret")
             .system_tools(options.system_tools)
@@ -104,6 +113,7 @@ impl Harness {
         let (end_tx, ends) = mpsc::unbounded_channel();
         let transcripts = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&transcripts);
+        let (count_tx, transcript_count) = tokio::sync::watch::channel(0usize);
         let phone = Patter::new(config)
             .on_call_end(move |summary| {
                 let end_tx = end_tx.clone();
@@ -111,7 +121,11 @@ impl Harness {
                     let _ = end_tx.send(summary);
                 }
             })
-            .on_transcript(move |_, entry| seen.lock().expect("lock").push(entry.clone()));
+            .on_transcript(move |_, entry| {
+                let mut seen = seen.lock().expect("lock");
+                seen.push(entry.clone());
+                count_tx.send_replace(seen.len());
+            });
         let phone = (options.configure)(phone);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -127,6 +141,7 @@ impl Harness {
             rest,
             ends,
             transcripts,
+            transcript_count,
             shutdown: Some(shutdown_tx),
             server,
         }
@@ -204,6 +219,27 @@ impl Harness {
             .await
             .expect("session.update");
         conn
+    }
+
+    /// The GPT-Live connection of the `i`-th call, once its `session.start` has arrived.
+    pub async fn live_conn(&self, i: usize) -> ConnHandle {
+        let conn = self
+            .engine
+            .wait_for_conn(i, WAIT)
+            .await
+            .expect("engine connection");
+        conn.wait_for_event("session.start", WAIT)
+            .await
+            .expect("session.start");
+        conn
+    }
+
+    /// Waits until `on_transcript` has seen `n` turns.
+    pub async fn wait_for_transcripts(&mut self, n: usize) {
+        tokio::time::timeout(WAIT, self.transcript_count.wait_for(|&c| c >= n))
+            .await
+            .expect("transcript turns in time")
+            .expect("hook alive");
     }
 
     /// The next `on_call_end`.
