@@ -2,6 +2,9 @@
 //! with settings they serve, answer a (simulated) call that calls a typed tool, and exit 0 on
 //! SIGTERM.
 
+// Helpers state their expectations with `expect`, as the tests do.
+#![allow(clippy::expect_used)]
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -64,6 +67,7 @@ async fn malformed_deployment_settings_are_named_and_exit_2() {
         .env("PATTER_MAX_CONCURRENT_CALLS", "lots")
         .env("PATTER_AUDIO_FORMAT", "pcm16")
         .env("PATTER_DRAIN_TIMEOUT_SECS", "-1")
+        .env("PATTER_ENGINE", "gpt-5")
         .output()
         .await
         .expect("runs");
@@ -73,6 +77,7 @@ async fn malformed_deployment_settings_are_named_and_exit_2() {
         "PATTER_MAX_CONCURRENT_CALLS must be a whole number",
         "PATTER_AUDIO_FORMAT must be pcmu or pcm24k",
         "PATTER_DRAIN_TIMEOUT_SECS must be a whole number",
+        "PATTER_ENGINE must be realtime or gpt-live",
     ] {
         assert!(stderr.contains(named), "{stderr}");
     }
@@ -116,43 +121,7 @@ async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
     .expect("serving in time");
     let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-    let base = format!("http://127.0.0.1:{port}");
-    let call_sid = twilio_sid("CA", 77);
-    let (status, _, twiml) = fake_twilio::post_voice_webhook(
-        &base,
-        "https://agent.example.com",
-        TOKEN,
-        &[
-            ("CallSid", &call_sid),
-            ("From", "+15550111"),
-            ("To", "+15550100"),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{twiml}");
-    let token_at = twiml.find("name=\"call_token\" value=\"").expect("token") + 25;
-    let token = &twiml[token_at..token_at + twiml[token_at..].find('"').expect("end")];
-    let stream = MediaStream::connect_signed_as(
-        &format!("ws://127.0.0.1:{port}/twilio/stream"),
-        "wss://agent.example.com/twilio/stream",
-        TOKEN,
-    )
-    .await
-    .expect("stream");
-    stream.send_connected().await.expect("connected");
-    stream
-        .send_start(
-            &twilio_sid("MZ", 77),
-            &call_sid,
-            &twilio_sid("AC", 1),
-            &[
-                ("caller", "+15550111"),
-                ("callee", "+15550100"),
-                ("call_token", token),
-            ],
-        )
-        .await
-        .expect("start");
+    let stream = place_call(port, 77).await;
     let conn = engine.wait_for_conn(0, WAIT).await.expect("engine");
     let update = conn
         .wait_for_event("session.update", WAIT)
@@ -206,4 +175,108 @@ async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
     assert_eq!(status.code(), Some(0));
     let _ = drain.await;
     engine.assert_no_schema_violations();
+}
+
+/// One setting switches the product specialist to GPT-Live: the same tool answers through
+/// the backend delegation.
+#[tokio::test]
+async fn the_product_specialist_runs_on_gpt_live_with_one_setting() {
+    let engine = FakeRealtime::start_live().await;
+    let rest = FakeTwilioRest::start().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = product_specialist()
+        .env("PORT", port.to_string())
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .env("OPENAI_LIVE_URL", engine.url())
+        .env("TWILIO_API_URL", rest.base_url())
+        .env("PATTER_ENGINE", "gpt-live")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if line.contains("serving") {
+                return;
+            }
+        }
+        panic!("the example exited before serving");
+    })
+    .await
+    .expect("serving in time");
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let stream = place_call(port, 78).await;
+    let conn = engine.wait_for_conn(0, WAIT).await.expect("engine");
+    let start = conn
+        .wait_for_event("session.start", WAIT)
+        .await
+        .expect("session.start");
+    assert_eq!(start["session"]["model"], "gpt-live-1.1");
+    conn.send_all(patter_tests::fake_openai::live::function_calls(
+        "dlg_1",
+        &[("call_1", "check_inventory", r#"{"product_id":"SKU-1234"}"#)],
+    ));
+    conn.wait_for_event("response.create", WAIT)
+        .await
+        .expect("the answer, then the go-ahead");
+    let output = conn.events_of_type("response.item.create").remove(0);
+    let stock: serde_json::Value =
+        serde_json::from_str(output["item"]["output"].as_str().expect("output")).expect("json");
+    assert_eq!(stock["product_id"], "SKU-1234");
+    stream.send_stop().await.expect("stop");
+    conn.wait_for_event("session.close", WAIT)
+        .await
+        .expect("session closed");
+    let _ = child.kill().await;
+    let _ = drain.await;
+    engine.assert_no_schema_violations();
+}
+
+/// Places call `n` on the example serving on `port`, as Twilio does: the signed voice
+/// webhook, then the signed stream with `connected` and `start` carrying the TwiML's token.
+async fn place_call(port: u16, n: u128) -> MediaStream {
+    let base = format!("http://127.0.0.1:{port}");
+    let call_sid = twilio_sid("CA", n);
+    let (status, _, twiml) = fake_twilio::post_voice_webhook(
+        &base,
+        "https://agent.example.com",
+        TOKEN,
+        &[
+            ("CallSid", &call_sid),
+            ("From", "+15550111"),
+            ("To", "+15550100"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{twiml}");
+    let token_at = twiml.find("name=\"call_token\" value=\"").expect("token") + 25;
+    let token = &twiml[token_at..token_at + twiml[token_at..].find('"').expect("end")];
+    let stream = MediaStream::connect_signed_as(
+        &format!("ws://127.0.0.1:{port}/twilio/stream"),
+        "wss://agent.example.com/twilio/stream",
+        TOKEN,
+    )
+    .await
+    .expect("stream");
+    stream.send_connected().await.expect("connected");
+    stream
+        .send_start(
+            &twilio_sid("MZ", n),
+            &call_sid,
+            &twilio_sid("AC", 1),
+            &[
+                ("caller", "+15550111"),
+                ("callee", "+15550100"),
+                ("call_token", token),
+            ],
+        )
+        .await
+        .expect("start");
+    stream
 }

@@ -184,3 +184,36 @@ fn bad_deployment_settings_are_each_named_with_the_rest() {
         assert!(text.contains(problem), "{text}");
     }
 }
+
+#[test]
+fn the_engine_and_its_endpoints_are_settings() {
+    use patter::engine::EngineKind;
+    let defaults = complete().build().expect("valid");
+    assert_eq!(defaults.engine(), None, "each agent's own engine");
+    assert_eq!(
+        defaults.openai_live_url(),
+        "wss://api.openai.com/v1/live/sessions"
+    );
+    assert_eq!(defaults.delegation_model(), None);
+    let live = complete()
+        .engine(EngineKind::GptLive)
+        .openai_live_url("wss://gateway.example.com/v1/live/sessions/")
+        .delegation_model("gpt-5.5")
+        .build()
+        .expect("valid");
+    assert_eq!(live.engine(), Some(EngineKind::GptLive));
+    assert_eq!(
+        live.openai_live_url(),
+        "wss://gateway.example.com/v1/live/sessions"
+    );
+    assert_eq!(live.delegation_model(), Some("gpt-5.5"));
+    let bad = complete()
+        .openai_live_url("https://not-a-websocket.example.com")
+        .build()
+        .expect_err("not wss");
+    assert!(
+        bad.to_string()
+            .contains("OPENAI_LIVE_URL must be a wss:// URL"),
+        "{bad}"
+    );
+}

@@ -468,3 +468,56 @@ async fn a_session_that_does_not_start_hangs_the_call_up() {
     h.rest.wait_for_request(1, WAIT).await.expect("hang-up");
     call.stream.wait_closed(WAIT).await.expect("closed");
 }
+
+#[tokio::test]
+async fn the_pcm_option_transcodes_both_ways_on_gpt_live() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut h = Harness::start_with(
+        agent().audio_format(patter::AudioFormat::Pcm24k),
+        Options {
+            engine_kind: EngineKind::GptLive,
+            ..Options::default()
+        },
+    )
+    .await;
+    let call = h.call(15).await;
+    let conn = h.live_conn(0).await;
+    let start = conn.events_of_type("session.start").remove(0);
+    assert_eq!(
+        start["session"]["audio"]["format"],
+        json!({ "type": "audio/pcm", "rate": 24000 })
+    );
+    call.stream
+        .send_media(20, &mulaw_b64(160, 0x55))
+        .await
+        .expect("media");
+    let append = conn
+        .wait_for_event("session.input_audio.append", WAIT)
+        .await
+        .expect("append");
+    let pcm = b64
+        .decode(append["audio"].as_str().expect("audio"))
+        .expect("base64");
+    assert_eq!(pcm.len(), 160 * 3 * 2, "20 ms of PCM16 at 24 kHz");
+    // 100 ms of a tone in PCM comes back as 100 ms of μ-law; PCM silence is not relayed.
+    let tone: Vec<u8> = (0..2400)
+        .flat_map(|i: i32| ((((i % 48) - 24) * 800) as i16).to_le_bytes())
+        .collect();
+    conn.send(live::audio_delta(&b64.encode(vec![0u8; 4800])));
+    conn.send(live::audio_delta(&b64.encode(&tone)));
+    call.stream
+        .wait_for_media(1, WAIT)
+        .await
+        .expect("agent audio");
+    let heard: usize = call
+        .stream
+        .media_payloads()
+        .iter()
+        .map(|p| b64.decode(p).expect("base64").len())
+        .sum();
+    assert!((790..=800).contains(&heard), "{heard} bytes of μ-law");
+    call.stream.send_stop().await.expect("stop");
+    h.next_end().await;
+    h.engine.assert_no_schema_violations();
+}

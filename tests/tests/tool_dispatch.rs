@@ -519,3 +519,14 @@ async fn dispatch_cuts_a_huge_result_exactly_as_a_call_does() {
     let out = small.dispatch("huge", "{}", &ctx()).await;
     assert!(out.output.starts_with("éé…"), "{}", &out.output[..20]);
 }
+
+#[patter::agent(system_prompt = "You answer on GPT-Live.", engine = "gpt-live")]
+struct LiveAgent;
+
+#[test]
+fn an_agent_chooses_its_engine() {
+    use patter::engine::EngineKind;
+    let live = Arc::new(LiveAgent).spec().expect("spec");
+    assert_eq!(live.engine, EngineKind::GptLive);
+    assert_eq!(patter::AgentSpec::new("p").engine, EngineKind::Realtime);
+}
