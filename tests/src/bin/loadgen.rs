@@ -3,10 +3,18 @@
 //!
 //! ```sh
 //! cargo run --release -p patter-tests --bin loadgen -- --levels 1,50,100,200 --modes pcmu,pcm24k
+//! cargo run --release -p patter-tests --bin loadgen -- --levels 200 --engines realtime,gpt-live
 //! ```
 //!
-//! Flags (defaults): `--levels 1,50,100,200`, `--modes pcmu,pcm24k`, `--secs 30`,
-//! `--warmup-secs 5`, `--tool-every-secs 5`.
+//! Flags (defaults): `--levels 1,50,100,200`, `--modes pcmu,pcm24k`, `--engines realtime`
+//! (`realtime`, `gpt-live`), `--secs 30`, `--warmup-secs 5`, `--tool-every-secs 5`.
+//!
+//! With `gpt-live` the fake engine speaks GPT-Live (`/v1/live/sessions`): it answers
+//! `session.start`, echoes each `session.input_audio.append` as a
+//! `session.output_audio.delta`, and calls the tool through backend delegation
+//! (`response.event` wrappers; patter answers with `response.item.create` and
+//! `response.create`). Its greeting is a short non-silent sound, since patter does not relay
+//! GPT-Live's silence.
 //!
 //! For each mode and level N, a fresh patter server runs as a child process (this binary,
 //! re-executed with a hidden `serve` subcommand), so that its CPU time and memory are its own
@@ -68,6 +76,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures_util::{SinkExt, StreamExt};
 use patter::audio::codec::{Downsampler, Upsampler, mulaw_decode, mulaw_encode};
+use patter::engine::EngineKind;
 use patter::{
     AgentSpec, AudioFormat, CallContext, ConfigBuilder, FnTool, Json, Limits, Patter, ToolSet,
 };
@@ -273,14 +282,40 @@ struct Payloads {
     echo: Vec<String>,
     /// pcm24k: the answer to a frame whose tag the engine cannot read.
     unreadable: String,
-    /// The greeting the engine sends: 20 ms of silence in the engine's format.
+    /// The greeting the engine sends: 20 ms of silence in the engine's format (GPT-Live: a
+    /// steady sound, since patter does not relay its silence).
     greeting: String,
-    /// The greeting as the caller hears it (silence is silence in both modes).
+    /// The greeting as the caller hears it (silence is silence in both modes; GPT-Live's
+    /// sound as patter's own downsampler makes it at the start of a call).
     greeting_heard: String,
 }
 
+/// GPT-Live's greeting: a steady level, unlike any caller frame.
+const LIVE_GREETING_LEVEL: i16 = 6000;
+
 impl Payloads {
-    fn new(mode: Mode) -> Payloads {
+    fn new(mode: Mode, engine: EngineKind) -> Payloads {
+        let mut payloads = Payloads::for_mode(mode);
+        if engine == EngineKind::GptLive {
+            let levels = [LIVE_GREETING_LEVEL; BLOCKS];
+            match mode {
+                Mode::Pcmu => {
+                    payloads.greeting = B64.encode(mulaw_frame(levels));
+                    payloads.greeting_heard = payloads.greeting.clone();
+                }
+                Mode::Pcm24k => {
+                    let pcm = pcm_chunk(levels);
+                    let mut heard = Vec::new();
+                    Downsampler::default().process(&pcm, &mut heard);
+                    payloads.greeting = B64.encode(&pcm);
+                    payloads.greeting_heard = B64.encode(heard);
+                }
+            }
+        }
+        payloads
+    }
+
+    fn for_mode(mode: Mode) -> Payloads {
         let silence = B64.encode([MULAW_SILENCE; FRAME_BYTES]);
         match mode {
             Mode::Pcmu => Payloads {
@@ -347,22 +382,36 @@ impl Mode {
     }
 }
 
+fn engine_name(engine: EngineKind) -> &'static str {
+    engine.as_str()
+}
+
+/// Where the fake engine listens, for each engine's protocol.
+fn engine_path(engine: EngineKind) -> &'static str {
+    match engine {
+        EngineKind::GptLive => "/v1/live/sessions",
+        _ => "/v1/realtime",
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Opts {
     levels: Vec<usize>,
     modes: Vec<Mode>,
+    engines: Vec<EngineKind>,
     secs: u64,
     warmup_secs: u64,
     tool_every_secs: u64,
 }
 
-const USAGE: &str = "usage: loadgen [--levels N,N,… (1,50,100,200)] [--modes pcmu,pcm24k (both)] [--secs S (30)] [--warmup-secs S (5)] [--tool-every-secs S (5)]";
+const USAGE: &str = "usage: loadgen [--levels N,N,… (1,50,100,200)] [--modes pcmu,pcm24k (both)] [--engines realtime,gpt-live (realtime)] [--secs S (30)] [--warmup-secs S (5)] [--tool-every-secs S (5)]";
 
 impl Opts {
     fn parse(args: impl Iterator<Item = String>) -> Result<Opts, String> {
         let mut opts = Opts {
             levels: vec![1, 50, 100, 200],
             modes: vec![Mode::Pcmu, Mode::Pcm24k],
+            engines: vec![EngineKind::Realtime],
             secs: 30,
             warmup_secs: 5,
             tool_every_secs: 5,
@@ -380,6 +429,12 @@ impl Opts {
                     .map(|m| Mode::parse(m.trim()))
                     .collect::<Option<_>>()
                     .map(|modes| opts.modes = modes)
+                    .is_some(),
+                "--engines" => v
+                    .split(',')
+                    .map(|e| EngineKind::parse(e.trim()))
+                    .collect::<Option<_>>()
+                    .map(|engines| opts.engines = engines)
                     .is_some(),
                 "--secs" => set_parsed(&mut opts.secs, v) && opts.secs > 0,
                 "--warmup-secs" => set_parsed(&mut opts.warmup_secs, v),
@@ -408,16 +463,18 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 
 struct ServeOpts {
     audio: Mode,
+    engine: EngineKind,
     engine_url: String,
     rest_url: String,
     max_calls: usize,
 }
 
-const SERVE_USAGE: &str = "usage: loadgen serve --audio pcmu|pcm24k --engine-url ws://127.0.0.1:PORT/v1/realtime --rest-url http://127.0.0.1:PORT --max-calls N";
+const SERVE_USAGE: &str = "usage: loadgen serve --audio pcmu|pcm24k --engine realtime|gpt-live --engine-url ws://127.0.0.1:PORT/v1/realtime --rest-url http://127.0.0.1:PORT --max-calls N";
 
 impl ServeOpts {
     fn parse(args: impl Iterator<Item = String>) -> Result<ServeOpts, String> {
         let (mut audio, mut engine_url, mut rest_url, mut max_calls) = (None, None, None, None);
+        let mut engine = Some(EngineKind::Realtime);
         let mut args = args;
         while let Some(name) = args.next() {
             let value = args
@@ -425,19 +482,23 @@ impl ServeOpts {
                 .ok_or_else(|| format!("{name} needs a value\n{SERVE_USAGE}"))?;
             match name.as_str() {
                 "--audio" => audio = Mode::parse(&value),
+                "--engine" => engine = EngineKind::parse(&value),
                 "--engine-url" => engine_url = Some(value),
                 "--rest-url" => rest_url = Some(value),
                 "--max-calls" => max_calls = value.parse().ok(),
                 other => return Err(format!("unknown argument {other:?}\n{SERVE_USAGE}")),
             }
         }
-        match (audio, engine_url, rest_url, max_calls) {
-            (Some(audio), Some(engine_url), Some(rest_url), Some(max_calls)) => Ok(ServeOpts {
-                audio,
-                engine_url,
-                rest_url,
-                max_calls,
-            }),
+        match (audio, engine, engine_url, rest_url, max_calls) {
+            (Some(audio), Some(engine), Some(engine_url), Some(rest_url), Some(max_calls)) => {
+                Ok(ServeOpts {
+                    audio,
+                    engine,
+                    engine_url,
+                    rest_url,
+                    max_calls,
+                })
+            }
             _ => Err(SERVE_USAGE.to_owned()),
         }
     }
@@ -526,6 +587,8 @@ async fn serve(opts: ServeOpts) -> Result<(), String> {
         .phone_number("+15550100")
         .webhook_url(PUBLIC_URL)
         .openai_realtime_url(opts.engine_url.as_str())
+        .openai_live_url(opts.engine_url.as_str())
+        .engine(opts.engine)
         .twilio_api_url(opts.rest_url.as_str())
         .stream_secret("load stream secret")
         .limits(limits)
@@ -555,6 +618,7 @@ struct ServerChild {
 impl ServerChild {
     fn spawn(
         mode: Mode,
+        engine: EngineKind,
         engine_url: &str,
         rest_url: &str,
         max_calls: usize,
@@ -562,6 +626,7 @@ impl ServerChild {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut child = Command::new(exe)
             .args([SERVE, "--audio", mode.name(), "--engine-url", engine_url])
+            .args(["--engine", engine_name(engine)])
             .args([
                 "--rest-url",
                 rest_url,
@@ -682,6 +747,7 @@ impl Notes {
 
 struct Level {
     mode: Mode,
+    engine: EngineKind,
     payloads: Payloads,
     phase: watch::Sender<Phase>,
     tool_every: Duration,
@@ -772,8 +838,12 @@ async fn engine_conn(level: Arc<Level>, tcp: TcpStream, index: usize) {
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        if uri.path() != "/v1/realtime"
-            || !uri.query().is_some_and(|q| q.contains("model="))
+        let right_url = match checker.engine {
+            // GPT-Live: the model is in session.start, not in the URL.
+            EngineKind::GptLive => uri.path() == "/v1/live/sessions" && uri.query().is_none(),
+            _ => uri.path() == "/v1/realtime" && uri.query().is_some_and(|q| q.contains("model=")),
+        };
+        if !right_url
             || auth != Some(&format!("Bearer {OPENAI_KEY}"))
             || request.headers().contains_key("openai-beta")
         {
@@ -796,7 +866,11 @@ async fn engine_conn(level: Arc<Level>, tcp: TcpStream, index: usize) {
             return;
         }
     };
-    let Some(call_sid) = engine_session(&level, &mut ws, index).await else {
+    let started = match level.engine {
+        EngineKind::GptLive => live_session(&level, &mut ws, index).await,
+        _ => engine_session(&level, &mut ws, index).await,
+    };
+    let Some(call_sid) = started else {
         return;
     };
     let mut conn = EngineConn {
@@ -877,6 +951,57 @@ async fn engine_session(level: &Level, ws: &mut Ws, index: usize) -> Option<Stri
     Some(call_sid)
 }
 
+/// GPT-Live's start: patter's `session.start` (checked), then `session.started` and the
+/// greeting. Returns the call's SID, named in the instructions.
+async fn live_session(level: &Level, ws: &mut Ws, index: usize) -> Option<String> {
+    let start = match tokio::time::timeout(SETTLE, ws.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<Value>(text.as_str()).ok(),
+        _ => None,
+    };
+    let Some(start) = start.filter(|s| s["type"] == "session.start") else {
+        level.problems.note(format!(
+            "engine connection {index}: the first event was not a session.start"
+        ));
+        return None;
+    };
+    let session = &start["session"];
+    let format = &session["audio"]["format"];
+    let (kind, rate) = match level.mode {
+        Mode::Pcmu => ("audio/pcmu", 8000),
+        Mode::Pcm24k => ("audio/pcm", 24000),
+    };
+    if format["type"] != kind || format["rate"] != rate {
+        level.problems.note(format!(
+            "engine connection {index}: format {format}, not {kind} at {rate}"
+        ));
+    }
+    if session["delegation"]["responses"]["tools"][0]["name"] != TOOL_NAME {
+        level.problems.note(format!(
+            "engine connection {index}: the tool is not delegated"
+        ));
+    }
+    let instructions = session["instructions"].as_str().unwrap_or("");
+    let call_sid = instructions
+        .find("CA")
+        .and_then(|at| instructions.get(at..at + 34))
+        .unwrap_or_default()
+        .to_owned();
+    let started = json!({
+        "type": "session.started",
+        "event_id": ev::next_event_id(),
+        "session": { "id": format!("sess_live_{index}"), "status": "active", "expires_at": 1_900_000_000u64 },
+    });
+    for event in [started, ev::live::audio_delta(&level.payloads.greeting)] {
+        if ws.send(Message::text(event.to_string())).await.is_err() {
+            level.problems.note(format!(
+                "engine connection {index}: the session start failed"
+            ));
+            return None;
+        }
+    }
+    Some(call_sid)
+}
+
 struct EngineConn<'a> {
     level: &'a Level,
     index: usize,
@@ -928,7 +1053,7 @@ impl EngineConn<'_> {
                 return Ok(());
             }
         };
-        if head.kind == "input_audio_buffer.append" {
+        if head.kind == "input_audio_buffer.append" || head.kind == "session.input_audio.append" {
             let Some(audio) = head.audio else {
                 self.level
                     .problems
@@ -944,8 +1069,10 @@ impl EngineConn<'_> {
         };
         match head.kind {
             // The greeting's and each tool answer's follow-up; the engine has nothing to say.
-            "response.create" => {}
-            "conversation.item.create" if event["item"]["type"] == "function_call_output" => {
+            "response.create" | "session.commentary.append" | "session.close" => {}
+            "conversation.item.create" | "response.item.create"
+                if event["item"]["type"] == "function_call_output" =>
+            {
                 self.on_tool_output(&event["item"]);
             }
             other => self.level.problems.note(format!(
@@ -980,11 +1107,16 @@ impl EngineConn<'_> {
         self.events += 1;
         let mut text = String::with_capacity(delta.len() + 200);
         // Writing to a String cannot fail.
-        let _ = write!(
-            text,
-            r#"{{"type":"response.output_audio.delta","event_id":"evt_{}_{}","response_id":"resp_echo_{}","item_id":"item_echo_{}","output_index":0,"content_index":0,"delta":""#,
-            self.index, self.events, self.index, self.index
-        );
+        let _ = match level.engine {
+            EngineKind::GptLive => {
+                write!(text, r#"{{"type":"session.output_audio.delta","delta":""#)
+            }
+            _ => write!(
+                text,
+                r#"{{"type":"response.output_audio.delta","event_id":"evt_{}_{}","response_id":"resp_echo_{}","item_id":"item_echo_{}","output_index":0,"content_index":0,"delta":""#,
+                self.index, self.events, self.index, self.index
+            ),
+        };
         text.push_str(delta);
         text.push_str("\"}");
         text
@@ -1001,6 +1133,16 @@ impl EngineConn<'_> {
         let item_id = format!("item_tool_{}_{k}", self.index);
         let call_id = format!("call_{}_{k}", self.index);
         let arguments = format!(r#"{{"k":{k}}}"#);
+        if self.level.engine == EngineKind::GptLive {
+            let delegation = format!("dlg_{}_{k}", self.index);
+            self.pending.push((k, Instant::now()));
+            self.level.tools_sent.fetch_add(1, Ordering::SeqCst);
+            for event in ev::live::function_calls(&delegation, &[(&call_id, TOOL_NAME, &arguments)])
+            {
+                ws.feed(Message::text(event.to_string())).await?;
+            }
+            return ws.flush().await;
+        }
         let done = json!({
             "type": "response.function_call_arguments.done",
             "event_id": ev::next_event_id(),
@@ -1430,6 +1572,7 @@ struct FrameCounts {
 #[derive(Serialize)]
 struct Report {
     mode: &'static str,
+    engine: &'static str,
     calls: usize,
     secs: u64,
     frames_sent: u64,
@@ -1489,6 +1632,7 @@ async fn sample_rss(pid: String, peak: Arc<AtomicU64>) {
 
 async fn run_level(
     mode: Mode,
+    engine_kind: EngineKind,
     calls: usize,
     opts: &Opts,
     rest: &FakeTwilioRest,
@@ -1496,7 +1640,8 @@ async fn run_level(
 ) -> Result<Report, String> {
     let level = Arc::new(Level {
         mode,
-        payloads: Payloads::new(mode),
+        engine: engine_kind,
+        payloads: Payloads::new(mode, engine_kind),
         phase: watch::channel(Phase::Warmup).0,
         tool_every: Duration::from_secs(opts.tool_every_secs),
         notify: Notify::new(),
@@ -1518,12 +1663,18 @@ async fn run_level(
         .await
         .map_err(|e| format!("bind the engine: {e}"))?;
     let engine_addr = engine_listener.local_addr().map_err(|e| e.to_string())?;
-    let engine_url = format!("ws://{engine_addr}/v1/realtime");
+    let engine_url = format!("ws://{engine_addr}{}", engine_path(engine_kind));
     let engine = AbortOnDrop(tokio::spawn(engine_accept(
         engine_listener,
         Arc::clone(&level),
     )));
-    let mut server = ServerChild::spawn(mode, &engine_url, &rest.base_url(), calls * 2 + 10)?;
+    let mut server = ServerChild::spawn(
+        mode,
+        engine_kind,
+        &engine_url,
+        &rest.base_url(),
+        calls * 2 + 10,
+    )?;
     let port = server.port().await?;
     let pid = server.pid();
     let base: Arc<str> = format!("http://127.0.0.1:{port}").into();
@@ -1649,6 +1800,7 @@ async fn run_level(
     let cpu = cpu1.saturating_sub(cpu0);
     let own = own1.saturating_sub(own0);
     let report = Report {
+        engine: engine_name(engine_kind),
         mode: mode.name(),
         calls,
         secs: opts.secs,
@@ -1756,24 +1908,30 @@ async fn run(opts: Opts) -> bool {
     }
     let rest = FakeTwilioRest::start().await;
     let mut passed = true;
-    for &mode in &opts.modes {
-        for &calls in &opts.levels {
-            eprintln!("loadgen: {} × {calls} calls", mode.name());
-            let line = match run_level(mode, calls, &opts, &rest, nproc).await {
-                Ok(report) => {
-                    passed &= report.passed();
-                    serde_json::to_string(&report).unwrap_or_else(|e| {
-                        json!({"mode": mode.name(), "calls": calls, "error": e.to_string()})
-                            .to_string()
-                    })
-                }
-                Err(e) => {
-                    passed = false;
-                    eprintln!("  failed: {e}");
-                    json!({"mode": mode.name(), "calls": calls, "error": e}).to_string()
-                }
-            };
-            println!("{line}");
+    for &engine in &opts.engines {
+        for &mode in &opts.modes {
+            for &calls in &opts.levels {
+                eprintln!(
+                    "loadgen: {} {} × {calls} calls",
+                    engine_name(engine),
+                    mode.name()
+                );
+                let line = match run_level(mode, engine, calls, &opts, &rest, nproc).await {
+                    Ok(report) => {
+                        passed &= report.passed();
+                        serde_json::to_string(&report).unwrap_or_else(|e| {
+                            json!({"mode": mode.name(), "calls": calls, "error": e.to_string()})
+                                .to_string()
+                        })
+                    }
+                    Err(e) => {
+                        passed = false;
+                        eprintln!("  failed: {e}");
+                        json!({"mode": mode.name(), "calls": calls, "error": e}).to_string()
+                    }
+                };
+                println!("{line}");
+            }
         }
     }
     passed
@@ -1839,9 +1997,16 @@ mod tests {
         assert_eq!(opts.levels, vec![1, 20]);
         assert_eq!(opts.modes, vec![Mode::Pcm24k]);
         assert_eq!(opts.secs, 10);
+        assert_eq!(opts.engines, vec![EngineKind::Realtime]);
+        let both = Opts::parse(args("--engines realtime,gpt-live").into_iter()).expect("engines");
+        assert_eq!(
+            both.engines,
+            vec![EngineKind::Realtime, EngineKind::GptLive]
+        );
         for bad in [
             "--levels 0",
             "--modes alaw",
+            "--engines gemini",
             "--secs 0",
             "--nope",
             "--levels",
