@@ -42,7 +42,9 @@ pub use tool::{
 
 /// Assembles an agent; see the crate docs.
 ///
-/// `system_prompt = "…"` is required. `tools(...)` lists tools by path (`lookup`,
+/// `system_prompt = "…"` is required; `first_message`, `voice`, `model`, `audio_format`
+/// (`"pcmu"`, `"pcm24k"`), `engine` (`"realtime"`, `"gpt-live"`) and `variables(name = "…")`
+/// are optional. `tools(...)` lists tools by path (`lookup`,
 /// `tools::lookup`, `crate::tools::lookup`); a tool named like a crate you depend on (`log`,
 /// say) is listed as `crate::log`, or `self::log`, so that the name is not ambiguous.
 pub use patter_macros::agent;
