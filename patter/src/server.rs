@@ -118,7 +118,14 @@ pub(crate) struct App {
 /// The agent as this deployment runs it: `PATTER_ENGINE`, `PATTER_MODEL`, `PATTER_VOICE` and
 /// `PATTER_AUDIO_FORMAT` override what the code says.
 fn deployed(config: &Config, mut agent: AgentSpec) -> AgentSpec {
-    if let Some(engine) = config.engine {
+    if let Some(engine) = config.engine
+        && engine != agent.engine
+    {
+        // A model named for the agent's own engine means nothing to another one: the new
+        // engine's default (or PATTER_MODEL) applies.
+        if let Some(model) = agent.model.take() {
+            info!(engine = %engine, model, "engine switched; the agent's model is left out");
+        }
         agent.engine = engine;
     }
     if let Some(model) = &config.model {

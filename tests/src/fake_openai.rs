@@ -80,7 +80,108 @@ enum Command {
     DropTcp,
 }
 
+/// GPT-Live: the backend's work as the server counts it, to refuse what the real server
+/// refuses (a `response.create` while a response runs or a result is owed; a result for a
+/// call it does not expect).
+#[derive(Default)]
+struct LiveBook {
+    running: std::collections::HashSet<String>,
+    /// Announced calls: delegation, and whether answered.
+    calls: std::collections::HashMap<String, (String, bool)>,
+    discarded: std::collections::HashSet<String>,
+    outputs: usize,
+}
+
+impl LiveBook {
+    /// Notes what a server event the fake sends says about the backend.
+    fn observe(&mut self, event: &Value) {
+        if event.get("type").and_then(Value::as_str) != Some("response.event") {
+            return;
+        }
+        let delegation = event["delegation_id"]
+            .as_str()
+            .unwrap_or("backend")
+            .to_owned();
+        let inner = &event["event"];
+        match inner["type"].as_str().unwrap_or_default() {
+            "response.created" => {
+                self.running.insert(delegation);
+            }
+            "response.output_item.done"
+                if inner["item"]["type"] == "function_call"
+                    && inner["item"]["status"] == "completed" =>
+            {
+                let call = inner["item"]["call_id"].as_str().unwrap_or_default();
+                self.calls.insert(call.to_owned(), (delegation, false));
+            }
+            "response.completed" => {
+                self.running.remove(&delegation);
+            }
+            "response.failed" | "response.incomplete" => {
+                self.running.remove(&delegation);
+                let dropped: Vec<String> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, (d, answered))| *d == delegation && !answered)
+                    .map(|(c, _)| c.clone())
+                    .collect();
+                for call in dropped {
+                    self.calls.remove(&call);
+                    self.discarded.insert(call);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks a client event; the reason it would be refused.
+    fn check(&mut self, event: &Value) -> Option<String> {
+        match event
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+        {
+            "response.item.create" => {
+                let call = event["item"]["call_id"].as_str().unwrap_or_default();
+                if self.discarded.contains(call) {
+                    return Some(format!("a result for {call}, whose response failed"));
+                }
+                match self.calls.get_mut(call) {
+                    Some((_, answered)) if !*answered => {
+                        *answered = true;
+                        self.outputs += 1;
+                        None
+                    }
+                    Some(_) => Some(format!("a second result for {call}")),
+                    None => Some(format!("a result for {call}, which was never called")),
+                }
+            }
+            "response.create" => {
+                let owed: Vec<&String> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, (_, answered))| !answered)
+                    .map(|(c, _)| c)
+                    .collect();
+                let problem = if !self.running.is_empty() {
+                    Some(format!("response.create while {:?} runs", self.running))
+                } else if !owed.is_empty() {
+                    Some(format!("response.create while {owed:?} have no result"))
+                } else if self.outputs == 0 {
+                    Some("response.create with no result queued since the last".to_owned())
+                } else {
+                    None
+                };
+                self.outputs = 0;
+                problem
+            }
+            _ => None,
+        }
+    }
+}
+
 struct ConnState {
+    live: LiveBook,
     events: Vec<Value>,
     protocol_errors: Vec<String>,
     schema_violations: Vec<String>,
@@ -433,6 +534,7 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
             path,
             headers,
             state: Mutex::new(ConnState {
+                live: LiveBook::default(),
                 events: Vec::new(),
                 protocol_errors: Vec::new(),
                 schema_violations: Vec::new(),
@@ -520,6 +622,9 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
             },
             cmd = rx.recv() => match cmd {
                 Some(Command::Send(event)) => {
+                    if shared.protocol == Protocol::Live {
+                        lock(&conn.state).live.observe(&event);
+                    }
                     if let Err(e) = ws.send(Message::text(event.to_string())).await {
                         lock(&conn.state).protocol_errors.push(format!("could not send {}: {e}", event_type(&event)));
                         shared.signal.bump();
@@ -625,6 +730,10 @@ fn record_live_text(conn: &Conn, text: &str) -> Option<Value> {
         .iter()
         .any(|e| e.get("type").and_then(Value::as_str) == Some("session.start"));
     let kind = event_type(&event);
+    if let Some(refused) = st.live.check(&event) {
+        st.protocol_errors
+            .push(format!("event #{n} ({kind}): {refused}"));
+    }
     if started && kind == "session.start" {
         st.protocol_errors.push("a second session.start".to_owned());
     } else if !started && kind != "session.start" {

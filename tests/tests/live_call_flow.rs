@@ -117,7 +117,7 @@ async fn the_session_starts_fixed_and_the_greeting_is_asked_for() {
 }
 
 #[tokio::test]
-async fn audio_is_relayed_byte_for_byte_both_ways_and_silence_is_not() {
+async fn audio_is_relayed_byte_for_byte_both_ways_and_silence_between_turns_is_not() {
     let mut h = harness(|_| {}).await;
     let call = h.call(2).await;
     let conn = h.live_conn(0).await;
@@ -133,19 +133,22 @@ async fn audio_is_relayed_byte_for_byte_both_ways_and_silence_is_not() {
         .expect("append");
     assert_eq!(append["audio"], caller_audio);
 
+    // Silence before the agent speaks is not relayed; a pause inside its speech is; 0.8 s
+    // of silence ends its turn, and the silence after that is not relayed either.
     let speech = [mulaw_b64(800, 0x11), mulaw_b64(800, 0x22)];
+    let pause = mulaw_b64(800, 0xff);
+    let next = mulaw_b64(800, 0x33);
     conn.send(live::audio_delta(&mulaw_b64(800, 0xff)));
     conn.send(live::audio_delta(&speech[0]));
+    conn.send(live::audio_delta(&pause));
     conn.send(live::audio_delta(&speech[1]));
+    conn.send(live::audio_delta(&mulaw_b64(6400, 0xff)));
     conn.send(live::audio_delta(&mulaw_b64(800, 0xff)));
-    call.stream.wait_for_media(2, WAIT).await.expect("media");
-    // A later chunk of speech shows the silence before it was handled (and dropped).
-    let last = mulaw_b64(800, 0x33);
-    conn.send(live::audio_delta(&last));
-    call.stream.wait_for_media(3, WAIT).await.expect("media");
+    conn.send(live::audio_delta(&next));
+    call.stream.wait_for_media(4, WAIT).await.expect("media");
     assert_eq!(
         call.stream.media_payloads(),
-        [speech[0].clone(), speech[1].clone(), last]
+        [speech[0].clone(), pause, speech[1].clone(), next]
     );
 
     call.stream.send_stop().await.expect("stop");
@@ -239,7 +242,8 @@ async fn bad_arguments_get_an_error_output_and_the_call_goes_on() {
 
 #[tokio::test]
 async fn end_call_hangs_up_once_the_goodbye_has_played() {
-    let mut h = harness(|_| {}).await;
+    // Long enough that only the end of the goodbye can end the call in time.
+    let mut h = harness(|l| l.goodbye_wait = Duration::from_secs(600)).await;
     let call = h.call(6).await;
     let conn = h.live_conn(0).await;
     call.stream.set_auto_echo_marks(false);
@@ -254,21 +258,24 @@ async fn end_call_hangs_up_once_the_goodbye_has_played() {
             r#"{"reason":"the caller said goodbye"}"#,
         )],
     ));
-    // Speech ends: 500 ms of silence.
+    // A pause within the goodbye does not end it…
     conn.send(live::audio_delta(&mulaw_b64(4000, 0xff)));
+    conn.send(live::audio_delta(&mulaw_b64(800, 0x23)));
+    // …0.8 s of silence does (that chunk is not relayed).
+    conn.send(live::audio_delta(&mulaw_b64(6400, 0xff)));
     // Handled in order: once this later chunk reaches Twilio, all before it was handled.
     conn.send(live::audio_delta(&mulaw_b64(8, 0x22)));
     call.stream
-        .wait_for_marks(2, WAIT)
+        .wait_for_marks(4, WAIT)
         .await
-        .expect("second mark");
+        .expect("every relayed chunk's mark");
     assert!(
         h.rest.requests().is_empty(),
         "hung up before the goodbye played"
     );
     call.stream.echo_pending_marks().await.expect("played");
     // The last chunk started a new turn of speech; its silence ends it too.
-    conn.send(live::audio_delta(&mulaw_b64(4000, 0xff)));
+    conn.send(live::audio_delta(&mulaw_b64(6400, 0xff)));
     let requests = h.rest.wait_for_request(1, WAIT).await.expect("hang-up");
     assert_eq!(requests[0].param("Status"), Some("completed"));
     let end = h.next_end().await;
@@ -355,7 +362,11 @@ async fn losing_the_engine_ends_the_call_over_rest() {
 
 #[tokio::test]
 async fn at_the_time_limit_the_agent_says_goodbye_then_the_call_ends() {
-    let mut h = harness(|l| l.max_call_duration = Duration::from_millis(300)).await;
+    let mut h = harness(|l| {
+        l.max_call_duration = Duration::from_millis(300);
+        l.goodbye_wait = Duration::from_secs(600);
+    })
+    .await;
     let _call = h.call(11).await;
     let conn = h.live_conn(0).await;
     let goodbye = conn
@@ -371,8 +382,10 @@ async fn at_the_time_limit_the_agent_says_goodbye_then_the_call_ends() {
         "{goodbye}"
     );
     assert!(h.rest.requests().is_empty(), "the goodbye plays first");
+    // The backend finishing something meanwhile is not the goodbye.
+    conn.send_all(live::function_calls("dlg_late", &[]));
     conn.send(live::audio_delta(&mulaw_b64(800, 0x31)));
-    conn.send(live::audio_delta(&mulaw_b64(4000, 0xff)));
+    conn.send(live::audio_delta(&mulaw_b64(6400, 0xff)));
     let end = h.next_end().await;
     assert_eq!(end.reason, EndReason::MaxDuration);
     h.rest.wait_for_request(1, WAIT).await.expect("hang-up");
@@ -381,7 +394,11 @@ async fn at_the_time_limit_the_agent_says_goodbye_then_the_call_ends() {
 
 #[tokio::test]
 async fn at_the_drain_deadline_calls_say_goodbye_and_end() {
-    let mut h = harness(|l| l.drain_timeout = Duration::from_millis(200)).await;
+    let mut h = harness(|l| {
+        l.drain_timeout = Duration::from_millis(200);
+        l.goodbye_wait = Duration::from_secs(600);
+    })
+    .await;
     let call = h.call(12).await;
     let conn = h.live_conn(0).await;
     h.begin_shutdown();
@@ -398,7 +415,7 @@ async fn at_the_drain_deadline_calls_say_goodbye_and_end() {
         "{goodbye}"
     );
     conn.send(live::audio_delta(&mulaw_b64(800, 0x41)));
-    conn.send(live::audio_delta(&mulaw_b64(4000, 0xff)));
+    conn.send(live::audio_delta(&mulaw_b64(6400, 0xff)));
     assert_eq!(h.next_end().await.reason, EndReason::Shutdown);
     call.stream.wait_closed(WAIT).await.expect("closed");
     h.stopped().await.expect("server exits cleanly");
@@ -438,10 +455,16 @@ async fn transcripts_are_assembled_into_turns_and_the_caller_talking_clears_play
         turns.contains(&(patter::Role::Caller, "Wait, which one?".into())),
         "{turns:?}"
     );
-    assert_eq!(call.stream.clears(), 1, "one clear per caller turn");
-    // A turn still open when the call ends is kept.
+    // The agent has stopped (0.8 s of silence): the caller talking then clears nothing,
+    // and a turn still open when the call ends is kept.
+    conn.send(live::audio_delta(&mulaw_b64(6400, 0xff)));
     conn.send(live::input_transcript("Hello?", 3000, 3200));
-    call.stream.wait_for_clears(2, WAIT).await.expect("clear");
+    // A later chunk of speech shows the fragment was handled (engine events keep order).
+    conn.send(live::audio_delta(&mulaw_b64(800, 0x52)));
+    call.stream
+        .wait_for_media(2, WAIT)
+        .await
+        .expect("later audio");
     call.stream.send_stop().await.expect("stop");
     let end = h.next_end().await;
     let last = end.transcript.last().expect("turns");
@@ -449,6 +472,7 @@ async fn transcripts_are_assembled_into_turns_and_the_caller_talking_clears_play
         (last.role, last.text.as_str()),
         (patter::Role::Caller, "Hello?")
     );
+    assert_eq!(call.stream.clears(), 1, "one clear, while the agent spoke");
     h.engine.assert_no_schema_violations();
 }
 
@@ -520,4 +544,96 @@ async fn the_pcm_option_transcodes_both_ways_on_gpt_live() {
     call.stream.send_stop().await.expect("stop");
     h.next_end().await;
     h.engine.assert_no_schema_violations();
+}
+
+#[tokio::test]
+async fn overlapping_backend_responses_get_one_response_create_after_both() {
+    let mut h = harness(|_| {}).await;
+    let call = h.call(16).await;
+    let conn = h.live_conn(0).await;
+    let mut first = live::function_calls("dlg_a", &[("call_a", "lookup", r#"{"order_id":"A"}"#)]);
+    let first_done = first.pop().expect("completed");
+    let mut second = live::function_calls("dlg_b", &[("call_b", "lookup", r#"{"order_id":"B"}"#)]);
+    let second_done = second.pop().expect("completed");
+    // Both run; the first finishes and is answered while the second still runs.
+    conn.send_all(first);
+    conn.send_all(second);
+    conn.send(first_done);
+    conn.wait_for_count("response.item.create", 2, WAIT)
+        .await
+        .expect("both results");
+    // Caller audio shows the engine has handled everything up to here.
+    call.stream
+        .send_media(20, &mulaw_b64(160, 1))
+        .await
+        .expect("media");
+    conn.wait_for_event("session.input_audio.append", WAIT)
+        .await
+        .expect("append");
+    assert!(
+        conn.events_of_type("response.create").is_empty(),
+        "not while dlg_b runs: {:?}",
+        conn.event_types()
+    );
+    conn.send(second_done);
+    conn.wait_for_event("response.create", WAIT)
+        .await
+        .expect("one continue");
+    call.stream.send_stop().await.expect("stop");
+    h.next_end().await;
+    assert_eq!(conn.events_of_type("response.create").len(), 1);
+    h.engine.assert_no_schema_violations();
+}
+
+#[tokio::test]
+async fn the_calls_of_a_failed_backend_response_get_no_result() {
+    let mut h = harness(|_| {}).await;
+    let call = h.call(17).await;
+    let conn = h.live_conn(0).await;
+    let mut events = live::function_calls("dlg_f", &[("call_f", "lookup", r#"{"order_id":"F"}"#)]);
+    events.pop();
+    conn.send_all(events);
+    conn.send(live::response_event(
+        "dlg_f",
+        json!({"type": "response.failed", "response": {"id": "resp_dlg_f", "status": "failed", "output": []}}),
+    ));
+    // A later call of another response is answered and continued as usual.
+    conn.send_all(live::function_calls(
+        "dlg_g",
+        &[("call_g", "lookup", r#"{"order_id":"G"}"#)],
+    ));
+    conn.wait_for_event("response.create", WAIT)
+        .await
+        .expect("continue");
+    let answered: Vec<String> = outputs(&conn).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(
+        answered,
+        ["call_g"],
+        "no result for the failed response's call"
+    );
+    call.stream.send_stop().await.expect("stop");
+    let end = h.next_end().await;
+    assert_eq!(end.tool_calls.len(), 2, "both tools ran");
+    h.engine.assert_no_schema_violations();
+}
+
+#[tokio::test]
+async fn speech_that_stops_without_silence_ends_after_a_gap() {
+    let mut h = harness(|l| l.goodbye_wait = Duration::from_secs(600)).await;
+    let _call = h.call(18).await;
+    let conn = h.live_conn(0).await;
+    // The agent speaks, then the server sends nothing at all: end_call does not wait for
+    // the goodbye wait.
+    conn.send(live::audio_delta(&mulaw_b64(800, 0x61)));
+    conn.send_all(live::function_calls(
+        "dlg_e",
+        &[("call_e", "end_call", r#"{"reason":"done"}"#)],
+    ));
+    let end = h.next_end().await;
+    assert_eq!(
+        end.reason,
+        EndReason::AgentHungUp {
+            reason: "done".into()
+        }
+    );
 }

@@ -9,12 +9,13 @@
 //!   `response.create` follows once no backend response is running and every call has its
 //!   result (the server refuses a partial batch; LiveKit's `GPTLiveSession` waits the same
 //!   way, Pipecat's `OpenAILiveLLMService` per response).
-//! - Audio is continuous and paced by the model, silence included. Silent chunks are not
-//!   relayed, and a run of speech between silences counts as one response of the agent, so
-//!   that a goodbye is known to have been said and played.
+//! - Audio is continuous and paced by the model, silence included. Speech, with its pauses,
+//!   counts as one response of the agent, ended by 0.8 s of silence (or of no audio at all),
+//!   so that a goodbye is known to have been said and played; the silence between turns is
+//!   not relayed. Backend responses are not speech: they only say when tools are done.
 //! - There are no speech-start events, no truncation and no cancel: the model handles being
-//!   talked over. The caller's first transcript fragment of a turn stands for speech start,
-//!   so that the carrier drops audio it still holds; `Truncate` sends nothing.
+//!   talked over. When the caller's first words are transcribed while the agent speaks, the
+//!   carrier drops the agent's audio it still holds; `Truncate` sends nothing.
 //! - Transcripts arrive as fragments; a turn closes after a gap without fragments (0.8 s, as
 //!   in Pipecat and LiveKit).
 //! - A sentence cannot be said word for word: the first message is asked for as commentary
@@ -23,13 +24,14 @@
 #[doc(hidden)]
 pub mod wire;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -49,8 +51,9 @@ pub const DEFAULT_MODEL: &str = "gpt-live-1.1";
 pub const DEFAULT_BACKEND_MODEL: &str = "gpt-5.6-luna";
 /// How long without a transcript fragment closes a turn of the transcript.
 pub const TURN_GAP: Duration = Duration::from_millis(800);
-/// How much silence after speech ends the agent's turn.
-pub const END_OF_SPEECH: Duration = Duration::from_millis(500);
+/// How much silence after speech ends the agent's turn (as in LiveKit's audio gate); a pause
+/// shorter than this is part of the speech and is relayed.
+pub const END_OF_SPEECH: Duration = Duration::from_millis(800);
 
 /// How long the handshake and `session.started` may take by default.
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -216,14 +219,16 @@ impl Engine for OpenAiLive {
             agent: Fragments::default(),
             speech: Speech::default(),
             deferred_audio: None,
-            tools: Backend::default(),
-            continue_due: false,
+            backend: Backend::default(),
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            timer_at: None,
         })
     }
 }
 
 /// What a live session's `recv` hands over: a message, or something the session itself
-/// decided (the session is ready, a transcript turn closed, audio held back a moment).
+/// decided (the session is ready, a transcript turn closed, the agent stopped speaking, audio
+/// held back a moment).
 pub enum LiveFrame {
     /// A message from the engine.
     Message(Message),
@@ -238,6 +243,8 @@ pub enum LiveFrame {
     },
     /// Agent audio that followed the start of the agent's turn.
     Audio(String),
+    /// No agent audio came for a while: the agent's turn (this one) is over.
+    SpeechEnded(String),
 }
 
 /// Transcript fragments of one speaker, until a gap closes the turn.
@@ -276,24 +283,49 @@ struct Speech {
     /// The turn being spoken.
     turn: Option<String>,
     turns: u64,
-    /// Silence since the last sound, in bytes of audio.
-    silent_bytes: usize,
+    /// Quiet audio since the last sound, in bytes.
+    quiet_bytes: usize,
+    /// When the last chunk of audio came, while a turn is open.
+    last_audio_at: Option<Instant>,
 }
 
-/// The backend's work: responses running, calls waiting for their results, and whether the
-/// call has asked to go on.
+/// The backend's work, as the server counts it before it takes a `response.create`.
 #[derive(Default)]
 struct Backend {
+    /// Responses running, by delegation.
     running: HashSet<String>,
-    open_calls: HashSet<String>,
+    /// Calls announced and not answered yet, with their delegation.
+    calls: HashMap<String, String>,
+    /// Calls of responses that failed: the server dropped them, and takes no result for them.
+    discarded: HashSet<String>,
+    /// Results queued since the last `response.create`.
+    outputs: usize,
+    /// The call asked to go on.
     continue_wanted: bool,
 }
 
 impl Backend {
-    /// Whether the one `response.create` may go now.
-    fn may_continue(&self) -> bool {
-        self.continue_wanted && self.open_calls.is_empty() && self.running.is_empty()
+    /// Whether the one `response.create` may go now: asked for, something queued since the
+    /// last, no response running and no call without its result. Takes the request if so.
+    fn take_continue(&mut self) -> bool {
+        let ready = self.continue_wanted
+            && self.outputs > 0
+            && self.running.is_empty()
+            && self.calls.is_empty();
+        if ready {
+            self.continue_wanted = false;
+            self.outputs = 0;
+        }
+        ready
     }
+}
+
+/// What the session's timer is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Due {
+    CallerTurn,
+    AgentTurn,
+    SpeechEnd,
 }
 
 /// One call's GPT-Live session.
@@ -306,9 +338,11 @@ pub struct LiveSession {
     agent: Fragments,
     speech: Speech,
     deferred_audio: Option<String>,
-    tools: Backend,
-    /// A `response.create` waits to go out with the next message.
-    continue_due: bool,
+    backend: Backend,
+    /// One timer for the transcript turns and the end of speech, moved only when it fires
+    /// or an earlier deadline comes up (not on every chunk of audio).
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
 }
 
 impl fmt::Debug for LiveSession {
@@ -331,55 +365,79 @@ impl LiveSession {
             .map_err(|e| EngineError::Io(e.to_string()))
     }
 
-    /// The earliest moment a transcript turn closes, and whose.
-    fn next_turn_close(&self) -> Option<(Instant, bool)> {
-        match (self.caller.closes_at, self.agent.closes_at) {
-            (Some(c), Some(a)) if a < c => Some((a, false)),
-            (Some(c), _) => Some((c, true)),
-            (None, Some(a)) => Some((a, false)),
-            (None, None) => None,
-        }
+    /// The earliest deadline, and what it is for.
+    fn next_deadline(&self) -> Option<(Instant, Due)> {
+        let speech_end = self
+            .speech
+            .turn
+            .as_ref()
+            .and(self.speech.last_audio_at)
+            .map(|at| (at + END_OF_SPEECH, Due::SpeechEnd));
+        [
+            self.caller.closes_at.map(|at| (at, Due::CallerTurn)),
+            self.agent.closes_at.map(|at| (at, Due::AgentTurn)),
+            speech_end,
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at)
     }
 
     fn audio_event<'f>(&mut self, audio: &'f str) -> EngineEvent<'f> {
-        if wire::is_silence(audio, self.format) {
-            let Some(turn) = &self.speech.turn else {
-                return EngineEvent::Ignored;
-            };
-            self.speech.silent_bytes += audio.len() / 4 * 3;
-            let silence = Duration::from_millis(
-                (self.speech.silent_bytes / self.format.bytes_per_ms()) as u64,
-            );
-            if silence < END_OF_SPEECH {
-                return EngineEvent::Ignored;
-            }
-            let turn = turn.clone();
-            self.speech.turn = None;
-            return EngineEvent::ResponseDone {
-                response_id: turn.into(),
-                status: "completed".into(),
-            };
+        let quiet = wire::is_quiet(audio, self.format);
+        if self.speech.turn.is_some() {
+            self.speech.last_audio_at = Some(Instant::now());
         }
-        self.speech.silent_bytes = 0;
-        match &self.speech.turn {
-            // Nothing is ever truncated, so one item name serves every turn, with no
-            // allocation per chunk.
-            Some(_) => EngineEvent::Audio {
-                response_id: LIVE_ITEM.into(),
-                item_id: LIVE_ITEM.into(),
-                audio: audio.into(),
-            },
-            None => {
+        match (&self.speech.turn, quiet) {
+            // The silence between turns is not relayed.
+            (None, true) => EngineEvent::Ignored,
+            (Some(turn), true) => {
+                self.speech.quiet_bytes += audio.len() / 4 * 3;
+                let quiet_ms = self.speech.quiet_bytes / self.format.bytes_per_ms();
+                if Duration::from_millis(quiet_ms as u64) < END_OF_SPEECH {
+                    // A pause within the speech plays as it is.
+                    return self.relay(audio);
+                }
+                let turn = turn.clone();
+                self.end_turn();
+                EngineEvent::ResponseDone {
+                    response_id: turn.into(),
+                    status: "completed".into(),
+                }
+            }
+            (Some(_), false) => {
+                self.speech.quiet_bytes = 0;
+                self.relay(audio)
+            }
+            (None, false) => {
                 // The agent starts speaking: its turn starts now, the audio follows it.
                 self.speech.turns += 1;
                 let turn = format!("live_turn_{}", self.speech.turns);
                 self.speech.turn = Some(turn.clone());
+                self.speech.quiet_bytes = 0;
+                self.speech.last_audio_at = Some(Instant::now());
                 self.deferred_audio = Some(audio.to_owned());
                 EngineEvent::ResponseStarted {
                     response_id: turn.into(),
                 }
             }
         }
+    }
+
+    /// Nothing is ever truncated, so one item name serves every turn, with no allocation
+    /// per chunk.
+    fn relay<'f>(&self, audio: &'f str) -> EngineEvent<'f> {
+        EngineEvent::Audio {
+            response_id: LIVE_ITEM.into(),
+            item_id: LIVE_ITEM.into(),
+            audio: audio.into(),
+        }
+    }
+
+    fn end_turn(&mut self) {
+        self.speech.turn = None;
+        self.speech.quiet_bytes = 0;
+        self.speech.last_audio_at = None;
     }
 
     fn backend_event<'f>(&mut self, event: LiveEvent<'f>) -> Result<EngineEvent<'f>, EngineError> {
@@ -391,10 +449,13 @@ impl LiveSession {
             }
         };
         Ok(match event {
+            // The backend thinking is not the agent speaking: only its end matters, to the
+            // tool calls it made.
             LiveEvent::BackendStarted { delegation_id } => {
-                let id = delegation(delegation_id);
-                self.tools.running.insert(id.to_string());
-                EngineEvent::ResponseStarted { response_id: id }
+                self.backend
+                    .running
+                    .insert(delegation(delegation_id).into_owned());
+                EngineEvent::Ignored
             }
             LiveEvent::FunctionCall {
                 delegation_id,
@@ -402,9 +463,12 @@ impl LiveSession {
                 name,
                 arguments,
             } => {
-                self.tools.open_calls.insert(call_id.to_string());
+                let id = delegation(delegation_id);
+                self.backend
+                    .calls
+                    .insert(call_id.to_string(), id.to_string());
                 EngineEvent::FunctionCall {
-                    response_id: delegation(delegation_id),
+                    response_id: id,
                     call_id,
                     name,
                     arguments,
@@ -415,9 +479,21 @@ impl LiveSession {
                 status,
             } => {
                 let id = delegation(delegation_id);
-                self.tools.running.remove(&*id);
-                if self.tools.may_continue() {
-                    self.continue_due = true;
+                self.backend.running.remove(&*id);
+                if status != "completed" {
+                    // The server drops a failed response's calls and refuses results for
+                    // them (LiveKit does the same).
+                    let dropped: Vec<String> = self
+                        .backend
+                        .calls
+                        .iter()
+                        .filter(|(_, d)| **d == *id)
+                        .map(|(call, _)| call.clone())
+                        .collect();
+                    for call in dropped {
+                        self.backend.calls.remove(&call);
+                        self.backend.discarded.insert(call);
+                    }
                 }
                 EngineEvent::ResponseDone {
                     response_id: id,
@@ -446,10 +522,9 @@ impl LiveSession {
         })
     }
 
-    /// Sends the owed `response.create` before anything else goes out.
-    async fn settle_continue(&mut self) -> Result<(), EngineError> {
-        if std::mem::take(&mut self.continue_due) {
-            self.tools.continue_wanted = false;
+    /// Sends the one `response.create` if it is due.
+    async fn continue_if_due(&mut self) -> Result<(), EngineError> {
+        if self.backend.take_continue() {
             self.send_text(wire::response_create()).await?;
         }
         Ok(())
@@ -466,21 +541,46 @@ impl EngineSession for LiveSession {
         if let Some(audio) = self.deferred_audio.take() {
             return Ok(LiveFrame::Audio(audio));
         }
-        let closing = self.next_turn_close();
-        tokio::select! {
-            message = self.socket.next() => match message {
-                Some(Ok(Message::Close(close))) => Err(EngineError::Closed(close.map_or_else(
-                    || "the engine closed the connection".to_owned(),
-                    |c| format!("the engine closed the connection: {} {}", c.code, c.reason),
-                ))),
-                Some(Ok(message)) => Ok(LiveFrame::Message(message)),
-                Some(Err(e)) => Err(EngineError::Io(e.to_string())),
-                None => Err(EngineError::Closed("the engine connection dropped".to_owned())),
-            },
-            () = tokio::time::sleep_until(closing.map_or_else(Instant::now, |(at, _)| at)), if closing.is_some() => {
-                let caller = closing.is_some_and(|(_, caller)| caller);
-                let text = if caller { self.caller.take() } else { self.agent.take() };
-                Ok(LiveFrame::Turn { caller, text })
+        loop {
+            let due = self.next_deadline();
+            if let Some((at, _)) = due
+                && self.timer_at.is_none_or(|armed| at < armed)
+            {
+                self.timer.as_mut().reset(at);
+                self.timer_at = Some(at);
+            }
+            tokio::select! {
+                message = self.socket.next() => return match message {
+                    Some(Ok(Message::Close(close))) => Err(EngineError::Closed(close.map_or_else(
+                        || "the engine closed the connection".to_owned(),
+                        |c| format!("the engine closed the connection: {} {}", c.code, c.reason),
+                    ))),
+                    Some(Ok(message)) => Ok(LiveFrame::Message(message)),
+                    Some(Err(e)) => Err(EngineError::Io(e.to_string())),
+                    None => Err(EngineError::Closed("the engine connection dropped".to_owned())),
+                },
+                () = &mut self.timer, if self.timer_at.is_some() => {
+                    self.timer_at = None;
+                    // Deadlines only move later; one that moved is armed again.
+                    let Some((at, what)) = self.next_deadline() else { continue };
+                    if at > Instant::now() {
+                        continue;
+                    }
+                    match what {
+                        Due::CallerTurn => {
+                            return Ok(LiveFrame::Turn { caller: true, text: self.caller.take() });
+                        }
+                        Due::AgentTurn => {
+                            return Ok(LiveFrame::Turn { caller: false, text: self.agent.take() });
+                        }
+                        Due::SpeechEnd => {
+                            if let Some(turn) = self.speech.turn.clone() {
+                                self.end_turn();
+                                return Ok(LiveFrame::SpeechEnded(turn));
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -489,6 +589,12 @@ impl EngineSession for LiveSession {
         let text = match frame {
             LiveFrame::Ready => return Ok(EngineEvent::Ready),
             LiveFrame::Audio(audio) => return Ok(self.audio_event(audio)),
+            LiveFrame::SpeechEnded(turn) => {
+                return Ok(EngineEvent::ResponseDone {
+                    response_id: turn.into(),
+                    status: "completed".into(),
+                });
+            }
             LiveFrame::Turn { caller: true, text } => {
                 return Ok(EngineEvent::UserTranscript { text: text.into() });
             }
@@ -511,8 +617,10 @@ impl EngineSession for LiveSession {
                 )),
             },
             LiveEvent::InputTranscript(fragment) => {
-                // The caller talking is the only sign of a barge-in GPT-Live gives.
-                Ok(if self.caller.push(&fragment) {
+                // The caller's words while the agent speaks are the only sign of a barge-in
+                // GPT-Live gives: the carrier drops the agent's audio it still holds.
+                let opened = self.caller.push(&fragment);
+                Ok(if opened && self.speech.turn.is_some() {
                     EngineEvent::SpeechStarted
                 } else {
                     EngineEvent::Ignored
@@ -528,30 +636,27 @@ impl EngineSession for LiveSession {
     }
 
     async fn send(&mut self, command: EngineCommand<'_>) -> Result<(), EngineError> {
-        self.settle_continue().await?;
+        // A `response.create` held back for a response that was still running goes out now.
+        self.continue_if_due().await?;
         let text = match command {
             EngineCommand::AppendAudio(audio) => wire::append_audio(audio),
             EngineCommand::ToolResult { call_id, output } => {
-                self.tools.open_calls.remove(call_id);
-                self.send_text(wire::function_call_output(call_id, output))
-                    .await?;
-                if self.tools.may_continue() {
-                    self.tools.continue_wanted = false;
-                    return self.send_text(wire::response_create()).await;
-                }
-                return Ok(());
-            }
-            EngineCommand::ContinueAfterTools => {
-                self.tools.continue_wanted = true;
-                if !self.tools.may_continue() {
-                    // Another response still runs, or a call still waits: later.
+                if self.backend.discarded.remove(call_id) {
+                    // Its response failed; the server takes no result for it.
                     return Ok(());
                 }
-                self.tools.continue_wanted = false;
-                wire::response_create()
+                self.backend.calls.remove(call_id);
+                self.send_text(wire::function_call_output(call_id, output))
+                    .await?;
+                self.backend.outputs += 1;
+                return self.continue_if_due().await;
+            }
+            EngineCommand::ContinueAfterTools => {
+                self.backend.continue_wanted = true;
+                return self.continue_if_due().await;
             }
             EngineCommand::SayVerbatim { text } => wire::say_verbatim(text),
-            EngineCommand::Respond { instructions } => wire::commentary(instructions),
+            EngineCommand::Respond { instructions } => wire::act_now(instructions),
             // The model handles being talked over; there is nothing to cut.
             EngineCommand::Truncate { .. } => return Ok(()),
         };

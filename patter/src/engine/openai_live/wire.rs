@@ -25,8 +25,8 @@ fn format_json(format: AudioFormat) -> Value {
 }
 
 /// A tool as a Responses function tool. No `strict` (Pipecat's adapter found the Live
-/// session refuses it), and no fractional-free floats: Pipecat found float literals in a tool
-/// schema make `session.start` fail, so `2.0` is written `2`.
+/// session refuses it); and since Pipecat found float literals in a tool schema make
+/// `session.start` fail, whole numbers written as floats (`2.0`) are written as integers.
 pub fn tool_json(tool: &crate::tool::ToolDefinition) -> Value {
     let mut value = openai_realtime::wire::tool_json(tool);
     integral_floats_as_integers(&mut value);
@@ -110,6 +110,15 @@ pub fn commentary(content: &str) -> String {
 pub fn say_verbatim(text: &str) -> String {
     commentary(&format!(
         "Say exactly this to the caller now, adding nothing, then listen: {text}"
+    ))
+}
+
+/// Something the voice must say now, in its own words (a goodbye): commentary that asks to
+/// act at once, as LiveKit words it.
+pub fn act_now(instructions: &str) -> String {
+    commentary(&format!(
+        "Immediately follow the instruction below. Do not wait for the caller to speak. \
+         {instructions}"
     ))
 }
 
@@ -339,25 +348,32 @@ impl<'de> Fields<'de> for ErrorBody<'de> {
     }
 }
 
-/// Whether a base64 chunk of agent audio is digital silence: μ-law `0xFF` or `0x7F` bytes,
-/// or PCM zeros. GPT-Live streams silence between its words; patter does not relay it, so the
-/// caller's playback (and the marks that tell patter what has played) holds only speech.
+/// Below this level (of 32,768) a sample counts as quiet: about −54 dBFS.
+const QUIET_LEVEL: u16 = 64;
+
+/// Whether a base64 chunk of agent audio is quiet: every sample below −54 dBFS. GPT-Live
+/// streams silence between its words; patter tells speech from it by this.
 ///
 /// Decoded in small pieces on the stack, stopping at the first sound: speech is told apart
 /// in its first few bytes.
-pub fn is_silence(audio: &str, format: AudioFormat) -> bool {
+pub fn is_quiet(audio: &str, format: AudioFormat) -> bool {
     use base64::Engine as _;
     const PIECE: usize = 512;
-    let silent = |b: u8| match format {
-        AudioFormat::Pcmu => b == 0xff || b == 0x7f,
-        AudioFormat::Pcm24k => b == 0,
-    };
     if audio.is_empty() || !audio.len().is_multiple_of(4) {
         return false;
     }
+    let quiet = |bytes: &[u8]| match format {
+        AudioFormat::Pcmu => bytes
+            .iter()
+            .all(|&b| crate::audio::codec::mulaw_decode(b).unsigned_abs() < QUIET_LEVEL),
+        AudioFormat::Pcm24k => bytes
+            .chunks_exact(2)
+            .all(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() < QUIET_LEVEL),
+    };
     let mut buf = [0u8; PIECE / 4 * 3];
-    // The first group alone, then the rest in pieces.
-    let (first, rest) = audio.split_at(4);
+    // The first two samples' worth alone (8 characters: 6 bytes, whole PCM samples), then
+    // the rest in pieces.
+    let (first, rest) = audio.split_at(audio.len().min(8));
     std::iter::once(first)
         .chain(
             rest.as_bytes()
@@ -366,7 +382,7 @@ pub fn is_silence(audio: &str, format: AudioFormat) -> bool {
         )
         .all(|piece| {
             match base64::engine::general_purpose::STANDARD.decode_slice(piece, &mut buf) {
-                Ok(n) => buf[..n].iter().all(|&b| silent(b)),
+                Ok(n) => quiet(&buf[..n]),
                 Err(_) => false,
             }
         })
@@ -412,7 +428,7 @@ mod tests {
     }
 
     #[test]
-    fn audio_is_borrowed_and_silence_is_recognised_without_decoding() {
+    fn audio_is_borrowed_and_quiet_audio_is_recognised() {
         let frame = r#"{"type":"session.output_audio.delta","delta":"AAECAw=="}"#;
         let Ok(LiveEvent::OutputAudio(audio)) = parse_event(frame) else {
             panic!("not audio");
@@ -420,17 +436,25 @@ mod tests {
         assert!(matches!(audio, Cow::Borrowed("AAECAw==")));
         use base64::Engine as _;
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-        assert!(is_silence(&b64(&[0xff; 160]), AudioFormat::Pcmu));
-        assert!(is_silence(&b64(&[0x7f; 161]), AudioFormat::Pcmu));
-        assert!(is_silence(&b64(&[0xff; 4801]), AudioFormat::Pcmu));
-        assert!(!is_silence(
-            &b64(&[[0xff; 4000].as_slice(), &[1]].concat()),
+        assert!(is_quiet(&b64(&[0xff; 160]), AudioFormat::Pcmu));
+        assert!(is_quiet(&b64(&[0x7f; 161]), AudioFormat::Pcmu));
+        // μ-law 0xFE and 0x7E are ±8: quiet, though not digital zero.
+        assert!(is_quiet(
+            &b64(&[0xfe, 0x7e, 0xff].repeat(100)),
             AudioFormat::Pcmu
         ));
-        assert!(!is_silence(&b64(&[0xff, 0x10, 0xff]), AudioFormat::Pcmu));
-        assert!(is_silence(&b64(&[0; 960]), AudioFormat::Pcm24k));
-        assert!(!is_silence(&b64(&[0, 1]), AudioFormat::Pcm24k));
-        assert!(!is_silence("", AudioFormat::Pcmu));
+        assert!(is_quiet(&b64(&[0xff; 4801]), AudioFormat::Pcmu));
+        let late_sound = [[0xff; 4000].as_slice(), &[1]].concat();
+        assert!(!is_quiet(&b64(&late_sound), AudioFormat::Pcmu));
+        assert!(!is_quiet(&b64(&[0xff, 0x10, 0xff]), AudioFormat::Pcmu));
+        assert!(is_quiet(&b64(&[0; 960]), AudioFormat::Pcm24k));
+        let faint: Vec<u8> = [10i16, -20, 30]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        assert!(is_quiet(&b64(&faint.repeat(160)), AudioFormat::Pcm24k));
+        assert!(!is_quiet(&b64(&1000i16.to_le_bytes()), AudioFormat::Pcm24k));
+        assert!(!is_quiet("", AudioFormat::Pcmu));
     }
 
     #[test]
