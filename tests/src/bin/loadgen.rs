@@ -13,8 +13,8 @@
 //! `session.start`, echoes each `session.input_audio.append` as a
 //! `session.output_audio.delta`, and calls the tool through backend delegation
 //! (`response.event` wrappers; patter answers with `response.item.create` and
-//! `response.create`). Its greeting is a short non-silent sound, since patter does not relay
-//! GPT-Live's silence.
+//! `response.create`), with a fragment of the agent's transcript every 200 ms. Its greeting
+//! is a short non-silent sound, since patter does not relay GPT-Live's silence.
 //!
 //! For each mode and level N, a fresh patter server runs as a child process (this binary,
 //! re-executed with a hidden `serve` subcommand), so that its CPU time and memory are its own
@@ -1061,6 +1061,19 @@ impl EngineConn<'_> {
                 return Ok(());
             };
             let echo = self.echo(audio);
+            // GPT-Live also transcribes the agent as it speaks, in fragments: one every
+            // 200 ms, so that assembling them costs what it does on a real call.
+            if self.level.engine == EngineKind::GptLive && self.events.is_multiple_of(10) {
+                ws.feed(Message::text(echo)).await?;
+                let ms = self.events * 20;
+                let fragment = format!(
+                    r#"{{"type":"session.output_transcript.delta","event_id":"evt_t_{}_{}","delta":" word","start_ms":{ms},"end_ms":{}}}"#,
+                    self.index,
+                    self.events,
+                    ms + 200
+                );
+                return ws.send(Message::text(fragment)).await;
+            }
             return ws.send(Message::text(echo)).await;
         }
         // Everything else is rare: read it whole.
