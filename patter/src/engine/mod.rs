@@ -15,6 +15,7 @@
 mod json;
 pub mod openai_live;
 pub mod openai_realtime;
+mod socket;
 
 use std::borrow::Cow;
 use std::future::Future;

@@ -30,15 +30,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use self::wire::LiveEvent;
+use super::socket::{Socket, dial};
 use super::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, EngineSetup};
 use crate::audio::AudioFormat;
 use crate::secret::Secret;
@@ -61,8 +57,6 @@ const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Frames read while waiting for `session.started` before giving up.
 const MAX_FRAMES_BEFORE_START: usize = 64;
-/// See the Realtime engine: a small read buffer, since events are small.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// The OpenAI GPT-Live engine.
 ///
@@ -128,23 +122,7 @@ impl OpenAiLive {
 
     /// Connects, sends `session.start` and waits for `session.started`.
     async fn start(&self, setup: &EngineSetup) -> Result<Socket, EngineError> {
-        crate::util::install_crypto_provider();
-        let mut request = self
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| EngineError::Connect(format!("invalid engine request: {e}")))?;
-        let auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose()))
-            .map_err(|_| EngineError::Connect("the API key is not a valid header value".into()))?;
-        request.headers_mut().insert("Authorization", auth);
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER_BYTES)
-            .max_message_size(Some(self.max_message_bytes))
-            .max_frame_size(Some(self.max_message_bytes));
-        let (mut socket, _) =
-            tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-                .await
-                .map_err(|e| EngineError::Connect(e.to_string()))?;
+        let mut socket = dial(&self.url, &self.api_key, self.max_message_bytes).await?;
         socket
             .send(Message::text(wire::session_start(
                 setup,
@@ -197,8 +175,6 @@ impl fmt::Debug for OpenAiLive {
             .finish()
     }
 }
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 impl Engine for OpenAiLive {
     type Session = LiveSession;

@@ -13,13 +13,9 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::socket::{Socket, dial};
 use super::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, EngineSetup};
 use crate::secret::Secret;
 
@@ -33,10 +29,6 @@ pub const DEFAULT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message accepted from the engine by default.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
-
-/// tungstenite's default 128 KiB read buffer is zeroed on every read and stays resident per
-/// call; phone-call events are small.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Server voice-activity detection: when the caller has started and stopped speaking. The
 /// engine starts a response when the caller stops, and cancels the agent's when the caller
@@ -135,23 +127,12 @@ impl OpenAiRealtime {
     }
 
     async fn connect(&self, model: &str) -> Result<Socket, EngineError> {
-        crate::util::install_crypto_provider();
         let separator = if self.url.contains('?') { '&' } else { '?' };
         let model: String = url::form_urlencoded::byte_serialize(model.as_bytes()).collect();
-        let mut request = format!("{}{separator}model={model}", self.url)
-            .into_client_request()
-            .map_err(|e| EngineError::Connect(format!("invalid engine request: {e}")))?;
-        let auth = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose()))
-            .map_err(|_| EngineError::Connect("the API key is not a valid header value".into()))?;
-        request.headers_mut().insert("Authorization", auth);
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER_BYTES)
-            .max_message_size(Some(self.max_message_bytes))
-            .max_frame_size(Some(self.max_message_bytes));
-        let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-        match tokio::time::timeout(self.handshake_timeout, connecting).await {
-            Ok(Ok((socket, _response))) => Ok(socket),
-            Ok(Err(e)) => Err(EngineError::Connect(e.to_string())),
+        let url = format!("{}{separator}model={model}", self.url);
+        let dialling = dial(&url, &self.api_key, self.max_message_bytes);
+        match tokio::time::timeout(self.handshake_timeout, dialling).await {
+            Ok(result) => result,
             Err(_) => Err(EngineError::Timeout(self.handshake_timeout.as_millis())),
         }
     }
@@ -170,8 +151,6 @@ impl fmt::Debug for OpenAiRealtime {
             .finish()
     }
 }
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 impl Engine for OpenAiRealtime {
     type Session = RealtimeSession;
