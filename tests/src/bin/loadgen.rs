@@ -404,7 +404,7 @@ struct Opts {
     tool_every_secs: u64,
 }
 
-const USAGE: &str = "usage: loadgen [--levels N,N,… (1,50,100,200)] [--modes pcmu,pcm24k (both)] [--engines realtime,gpt-live (realtime)] [--secs S (30)] [--warmup-secs S (5)] [--tool-every-secs S (5)]";
+const USAGE: &str = "usage: loadgen [--levels N,N,… (1,50,100,200)] [--modes pcmu,pcm24k (both)] [--engines|--engine realtime,gpt-live (realtime)] [--secs S (30)] [--warmup-secs S (5)] [--tool-every-secs S (5)]";
 
 impl Opts {
     fn parse(args: impl Iterator<Item = String>) -> Result<Opts, String> {
@@ -430,7 +430,7 @@ impl Opts {
                     .collect::<Option<_>>()
                     .map(|modes| opts.modes = modes)
                     .is_some(),
-                "--engines" => v
+                "--engines" | "--engine" => v
                     .split(',')
                     .map(|e| EngineKind::parse(e.trim()))
                     .collect::<Option<_>>()
@@ -2016,6 +2016,8 @@ mod tests {
             both.engines,
             vec![EngineKind::Realtime, EngineKind::GptLive]
         );
+        let one = Opts::parse(args("--engine gpt-live").into_iter()).expect("engine");
+        assert_eq!(one.engines, vec![EngineKind::GptLive]);
         for bad in [
             "--levels 0",
             "--modes alaw",
