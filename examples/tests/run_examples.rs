@@ -107,19 +107,7 @@ async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
         .kill_on_drop(true)
         .spawn()
         .expect("starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    // Ready once it logs that it is serving.
-    tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            if line.contains("serving") {
-                return;
-            }
-        }
-        panic!("the example exited before serving");
-    })
-    .await
-    .expect("serving in time");
-    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let drain = wait_until_serving(&mut child).await;
 
     let stream = place_call(port, 77).await;
     let conn = engine.wait_for_conn(0, WAIT).await.expect("engine");
@@ -199,18 +187,7 @@ async fn the_product_specialist_runs_on_gpt_live_with_one_setting() {
         .kill_on_drop(true)
         .spawn()
         .expect("starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            if line.contains("serving") {
-                return;
-            }
-        }
-        panic!("the example exited before serving");
-    })
-    .await
-    .expect("serving in time");
-    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let drain = wait_until_serving(&mut child).await;
     let stream = place_call(port, 78).await;
     let conn = engine.wait_for_conn(0, WAIT).await.expect("engine");
     let start = conn
@@ -279,4 +256,21 @@ async fn place_call(port: u16, n: u128) -> MediaStream {
         .await
         .expect("start");
     stream
+}
+
+/// Waits until the example logs that it is serving, then keeps reading its output in the
+/// background (so it never blocks on a full pipe) until it exits.
+async fn wait_until_serving(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<()> {
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if line.contains("serving") {
+                return;
+            }
+        }
+        panic!("the example exited before serving");
+    })
+    .await
+    .expect("serving in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} })
 }

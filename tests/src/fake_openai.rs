@@ -668,9 +668,14 @@ fn event_type(v: &Value) -> String {
         .to_owned()
 }
 
-/// Records one text frame; returns the reply to send, if any.
-fn record_text(conn: &Conn, text: &str) -> Option<Value> {
-    let mut st = lock(&conn.state);
+/// Parses a client text frame and checks it against `schema`: a frame that is not JSON is a
+/// protocol error (and `None`), a schema mismatch is recorded and the event still returned,
+/// with its index in the connection's event list.
+fn read_client_event(
+    st: &mut ConnState,
+    text: &str,
+    schema: fn(&Value) -> Result<(), String>,
+) -> Option<(Value, usize)> {
     let event: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -681,10 +686,17 @@ fn record_text(conn: &Conn, text: &str) -> Option<Value> {
         }
     };
     let n = st.events.len();
-    if let Err(e) = validate_client_event(&event) {
+    if let Err(e) = schema(&event) {
         st.schema_violations
             .push(format!("event #{n} ({}): {e}", event_type(&event)));
     }
+    Some((event, n))
+}
+
+/// Records one text frame; returns the reply to send, if any.
+fn record_text(conn: &Conn, text: &str) -> Option<Value> {
+    let mut st = lock(&conn.state);
+    let (event, _) = read_client_event(&mut st, text, validate_client_event)?;
     st.events.push(event.clone());
     if event.get("type").and_then(Value::as_str) != Some("session.update") {
         return None;
@@ -711,20 +723,7 @@ fn record_text(conn: &Conn, text: &str) -> Option<Value> {
 /// Records one GPT-Live text frame; returns the reply to send, if any.
 fn record_live_text(conn: &Conn, text: &str) -> Option<Value> {
     let mut st = lock(&conn.state);
-    let event: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            let shown: String = text.chars().take(120).collect();
-            st.protocol_errors
-                .push(format!("non-JSON text frame ({e}): {shown}"));
-            return None;
-        }
-    };
-    let n = st.events.len();
-    if let Err(e) = validate_live_client_event(&event) {
-        st.schema_violations
-            .push(format!("event #{n} ({}): {e}", event_type(&event)));
-    }
+    let (event, n) = read_client_event(&mut st, text, validate_live_client_event)?;
     let started = st
         .events
         .iter()

@@ -924,12 +924,7 @@ async fn engine_session(level: &Level, ws: &mut Ws, index: usize) -> Option<Stri
             ));
         }
     }
-    let instructions = session["instructions"].as_str().unwrap_or("");
-    let call_sid = instructions
-        .find("CA")
-        .and_then(|at| instructions.get(at..at + 34))
-        .unwrap_or_default()
-        .to_owned();
+    let call_sid = call_sid_in(session);
     let updated = json!({
         "type": "session.updated",
         "event_id": ev::next_event_id(),
@@ -940,14 +935,7 @@ async fn engine_session(level: &Level, ws: &mut Ws, index: usize) -> Option<Stri
         &format!("item_greeting_{index}"),
         &level.payloads.greeting,
     );
-    for event in [updated, greeting] {
-        if ws.send(Message::text(event.to_string())).await.is_err() {
-            level.problems.note(format!(
-                "engine connection {index}: the session start failed"
-            ));
-            return None;
-        }
-    }
+    send_session_start(level, ws, index, [updated, greeting]).await?;
     Some(call_sid)
 }
 
@@ -980,18 +968,35 @@ async fn live_session(level: &Level, ws: &mut Ws, index: usize) -> Option<String
             "engine connection {index}: the tool is not delegated"
         ));
     }
-    let instructions = session["instructions"].as_str().unwrap_or("");
-    let call_sid = instructions
-        .find("CA")
-        .and_then(|at| instructions.get(at..at + 34))
-        .unwrap_or_default()
-        .to_owned();
+    let call_sid = call_sid_in(session);
     let started = json!({
         "type": "session.started",
         "event_id": ev::next_event_id(),
         "session": { "id": format!("sess_live_{index}"), "status": "active", "expires_at": 1_900_000_000u64 },
     });
-    for event in [started, ev::live::audio_delta(&level.payloads.greeting)] {
+    let greeting = ev::live::audio_delta(&level.payloads.greeting);
+    send_session_start(level, ws, index, [started, greeting]).await?;
+    Some(call_sid)
+}
+
+/// The call's SID, which the agent's instructions name.
+fn call_sid_in(session: &Value) -> String {
+    let instructions = session["instructions"].as_str().unwrap_or("");
+    instructions
+        .find("CA")
+        .and_then(|at| instructions.get(at..at + 34))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Sends the engine's session-start replies; `None` (and a problem noted) if one fails.
+async fn send_session_start(
+    level: &Level,
+    ws: &mut Ws,
+    index: usize,
+    events: [Value; 2],
+) -> Option<()> {
+    for event in events {
         if ws.send(Message::text(event.to_string())).await.is_err() {
             level.problems.note(format!(
                 "engine connection {index}: the session start failed"
@@ -999,7 +1004,7 @@ async fn live_session(level: &Level, ws: &mut Ws, index: usize) -> Option<String
             return None;
         }
     }
-    Some(call_sid)
+    Some(())
 }
 
 struct EngineConn<'a> {
