@@ -131,15 +131,24 @@ impl fmt::Display for PublicUrl {
 pub struct Config {
     pub(crate) twilio_account_sid: String,
     pub(crate) twilio_auth_token: Secret,
-    pub(crate) openai_api_key: Secret,
     pub(crate) phone_number: String,
     pub(crate) public_url: PublicUrl,
     pub(crate) port: u16,
     pub(crate) bind: IpAddr,
-    pub(crate) openai_realtime_url: String,
-    pub(crate) openai_live_url: String,
     pub(crate) twilio_api_url: String,
     pub(crate) stream_secret: Secret,
+    pub(crate) local: LocalConfig,
+}
+
+/// What a conversation needs besides a phone line: the OpenAI key, the engines' endpoints,
+/// this deployment's engine, model, voice and audio format, the limits, and whether the
+/// system tools are added. The console runs with one alone (only `OPENAI_API_KEY` is
+/// required); a [`Config`] holds one ([`Config::local`]).
+#[derive(Clone)]
+pub struct LocalConfig {
+    pub(crate) openai_api_key: Secret,
+    pub(crate) openai_realtime_url: String,
+    pub(crate) openai_live_url: String,
     pub(crate) system_tools: bool,
     pub(crate) limits: Limits,
     pub(crate) model: Option<String>,
@@ -147,6 +156,56 @@ pub struct Config {
     pub(crate) audio_format: Option<AudioFormat>,
     pub(crate) engine: Option<EngineKind>,
     pub(crate) delegation_model: Option<String>,
+}
+
+impl LocalConfig {
+    /// The OpenAI Realtime endpoint.
+    pub fn openai_realtime_url(&self) -> &str {
+        &self.openai_realtime_url
+    }
+
+    /// The OpenAI GPT-Live endpoint.
+    pub fn openai_live_url(&self) -> &str {
+        &self.openai_live_url
+    }
+
+    /// The engine every call uses instead of its agent's, if set (`PATTER_ENGINE`).
+    pub fn engine(&self) -> Option<EngineKind> {
+        self.engine
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The model every call uses instead of its agent's, if set (`PATTER_MODEL`).
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+}
+
+impl fmt::Debug for LocalConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalConfig")
+            .field("openai_api_key", &self.openai_api_key)
+            .field(
+                "openai_realtime_url",
+                &crate::util::redact_url(&self.openai_realtime_url),
+            )
+            .field(
+                "openai_live_url",
+                &crate::util::redact_url(&self.openai_live_url),
+            )
+            .field("system_tools", &self.system_tools)
+            .field("limits", &self.limits)
+            .field("model", &self.model)
+            .field("voice", &self.voice)
+            .field("audio_format", &self.audio_format)
+            .field("engine", &self.engine)
+            .field("delegation_model", &self.delegation_model)
+            .finish()
+    }
 }
 
 impl Config {
@@ -177,22 +236,22 @@ impl Config {
 
     /// The OpenAI Realtime endpoint.
     pub fn openai_realtime_url(&self) -> &str {
-        &self.openai_realtime_url
+        &self.local.openai_realtime_url
     }
 
     /// The OpenAI GPT-Live endpoint.
     pub fn openai_live_url(&self) -> &str {
-        &self.openai_live_url
+        &self.local.openai_live_url
     }
 
     /// The engine every call uses instead of its agent's, if set (`PATTER_ENGINE`).
     pub fn engine(&self) -> Option<EngineKind> {
-        self.engine
+        self.local.engine
     }
 
     /// The backend model GPT-Live delegates tools to, if set (`PATTER_DELEGATION_MODEL`).
     pub fn delegation_model(&self) -> Option<&str> {
-        self.delegation_model.as_deref()
+        self.local.delegation_model.as_deref()
     }
 
     /// The Twilio REST base URL.
@@ -202,23 +261,28 @@ impl Config {
 
     /// The limits.
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        &self.local.limits
     }
 
     /// The model every call uses instead of its agent's, if set (`PATTER_MODEL`).
     pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.local.model.as_deref()
+    }
+
+    /// What a conversation needs besides the phone line.
+    pub fn local(&self) -> &LocalConfig {
+        &self.local
     }
 
     /// The voice every call uses instead of its agent's, if set (`PATTER_VOICE`).
     pub fn voice(&self) -> Option<&str> {
-        self.voice.as_deref()
+        self.local.voice.as_deref()
     }
 
     /// The engine audio format every call uses instead of its agent's, if set
     /// (`PATTER_AUDIO_FORMAT`).
     pub fn audio_format(&self) -> Option<AudioFormat> {
-        self.audio_format
+        self.local.audio_format
     }
 }
 
@@ -227,31 +291,16 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("twilio_account_sid", &self.twilio_account_sid)
             .field("twilio_auth_token", &self.twilio_auth_token)
-            .field("openai_api_key", &self.openai_api_key)
             .field("phone_number", &self.phone_number)
             .field("public_url", &self.public_url.to_string())
             .field("port", &self.port)
             .field("bind", &self.bind)
             .field(
-                "openai_realtime_url",
-                &crate::util::redact_url(&self.openai_realtime_url),
-            )
-            .field(
-                "openai_live_url",
-                &crate::util::redact_url(&self.openai_live_url),
-            )
-            .field(
                 "twilio_api_url",
                 &crate::util::redact_url(&self.twilio_api_url),
             )
             .field("stream_secret", &self.stream_secret)
-            .field("system_tools", &self.system_tools)
-            .field("limits", &self.limits)
-            .field("model", &self.model)
-            .field("voice", &self.voice)
-            .field("audio_format", &self.audio_format)
-            .field("engine", &self.engine)
-            .field("delegation_model", &self.delegation_model)
+            .field("local", &self.local)
             .finish()
     }
 }
@@ -446,20 +495,11 @@ impl ConfigBuilder {
     /// Checks every setting and reports every problem at once.
     pub fn build(self) -> Result<Config, ConfigError> {
         let mut problems = ConfigError::new();
-        let mut required = |key: &str| -> String {
-            match self.get(key).map(str::trim) {
-                Some(v) if !v.is_empty() => v.to_owned(),
-                _ => {
-                    problems.push(key, "is not set");
-                    String::new()
-                }
-            }
-        };
-        let sid = required(TWILIO_ACCOUNT_SID);
-        let token = required(TWILIO_AUTH_TOKEN);
-        let api_key = required(OPENAI_API_KEY);
-        let phone = required(PHONE_NUMBER);
-        let webhook = required(WEBHOOK_URL);
+        let sid = self.required(TWILIO_ACCOUNT_SID, &mut problems);
+        let token = self.required(TWILIO_AUTH_TOKEN, &mut problems);
+        let api_key = self.required(OPENAI_API_KEY, &mut problems);
+        let phone = self.required(PHONE_NUMBER, &mut problems);
+        let webhook = self.required(WEBHOOK_URL, &mut problems);
 
         let sid_ok = sid.len() == 34
             && sid.starts_with("AC")
@@ -498,20 +538,7 @@ impl ConfigBuilder {
                 IpAddr::from([0, 0, 0, 0])
             }),
         };
-        let realtime = endpoint(
-            self.get(OPENAI_REALTIME_URL),
-            DEFAULT_OPENAI_REALTIME_URL,
-            &["wss", "ws"],
-            OPENAI_REALTIME_URL,
-            &mut problems,
-        );
-        let live = endpoint(
-            self.get(OPENAI_LIVE_URL),
-            DEFAULT_OPENAI_LIVE_URL,
-            &["wss", "ws"],
-            OPENAI_LIVE_URL,
-            &mut problems,
-        );
+        let local = self.local_settings(api_key, &mut problems);
         let twilio_api = endpoint(
             self.get(TWILIO_API_URL),
             DEFAULT_TWILIO_API_URL,
@@ -519,12 +546,77 @@ impl ConfigBuilder {
             TWILIO_API_URL,
             &mut problems,
         );
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let stream_secret = match self.get(STREAM_SECRET) {
+            Some(secret) if !secret.is_empty() => Secret::new(secret),
+            // Derived, so every instance with the same auth token agrees without more setup.
+            _ => Secret::new(crate::util::hmac_sha256_hex(
+                token.as_bytes(),
+                &[b"patter stream token key v1"],
+            )),
+        };
+        let public_url = public_url.ok_or_else(ConfigError::new)?;
+        Ok(Config {
+            twilio_account_sid: sid,
+            twilio_auth_token: Secret::new(token),
+            phone_number: phone,
+            public_url,
+            port,
+            bind,
+            twilio_api_url: twilio_api.trim_end_matches('/').to_owned(),
+            stream_secret,
+            local,
+        })
+    }
+
+    /// Checks only what a conversation without a phone line needs (the console's settings):
+    /// `OPENAI_API_KEY`, the engine's endpoints and choice, model, voice, audio format and
+    /// limits. Twilio's settings are not asked for.
+    pub fn build_local(self) -> Result<LocalConfig, ConfigError> {
+        let mut problems = ConfigError::new();
+        let api_key = self.required(OPENAI_API_KEY, &mut problems);
+        let local = self.local_settings(api_key, &mut problems);
+        if problems.is_empty() {
+            Ok(local)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn required(&self, key: &str, problems: &mut ConfigError) -> String {
+        match self.get(key).map(str::trim) {
+            Some(v) if !v.is_empty() => v.to_owned(),
+            _ => {
+                problems.push(key, "is not set");
+                String::new()
+            }
+        }
+    }
+
+    /// Reads the settings of [`LocalConfig`]; each problem is added to `problems`.
+    fn local_settings(&self, api_key: String, problems: &mut ConfigError) -> LocalConfig {
+        let realtime = endpoint(
+            self.get(OPENAI_REALTIME_URL),
+            DEFAULT_OPENAI_REALTIME_URL,
+            &["wss", "ws"],
+            OPENAI_REALTIME_URL,
+            problems,
+        );
+        let live = endpoint(
+            self.get(OPENAI_LIVE_URL),
+            DEFAULT_OPENAI_LIVE_URL,
+            &["wss", "ws"],
+            OPENAI_LIVE_URL,
+            problems,
+        );
         let mut limits = self.limits.clone();
         if let Some(calls) = number(
             self.get(MAX_CONCURRENT_CALLS),
             1,
             MAX_CONCURRENT_CALLS,
-            &mut problems,
+            problems,
         ) {
             limits.max_concurrent_calls = usize::try_from(calls).unwrap_or(usize::MAX);
         }
@@ -532,7 +624,7 @@ impl ConfigBuilder {
             self.get(MAX_CALL_DURATION_SECS),
             1,
             MAX_CALL_DURATION_SECS,
-            &mut problems,
+            problems,
         ) {
             limits.max_call_duration = Duration::from_secs(secs);
         }
@@ -540,7 +632,7 @@ impl ConfigBuilder {
             self.get(DRAIN_TIMEOUT_SECS),
             0,
             DRAIN_TIMEOUT_SECS,
-            &mut problems,
+            problems,
         ) {
             limits.drain_timeout = Duration::from_secs(secs);
         }
@@ -564,30 +656,10 @@ impl ConfigBuilder {
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let stream_secret = match self.get(STREAM_SECRET) {
-            Some(secret) if !secret.is_empty() => Secret::new(secret),
-            // Derived, so every instance with the same auth token agrees without more setup.
-            _ => Secret::new(crate::util::hmac_sha256_hex(
-                token.as_bytes(),
-                &[b"patter stream token key v1"],
-            )),
-        };
-        let public_url = public_url.ok_or_else(ConfigError::new)?;
-        Ok(Config {
-            twilio_account_sid: sid,
-            twilio_auth_token: Secret::new(token),
+        LocalConfig {
             openai_api_key: Secret::new(api_key),
-            phone_number: phone,
-            public_url,
-            port,
-            bind,
             openai_realtime_url: realtime.trim_end_matches('/').to_owned(),
             openai_live_url: live.trim_end_matches('/').to_owned(),
-            twilio_api_url: twilio_api.trim_end_matches('/').to_owned(),
-            stream_secret,
             system_tools: self.system_tools.unwrap_or(true),
             limits,
             model: text(MODEL),
@@ -595,7 +667,7 @@ impl ConfigBuilder {
             audio_format,
             engine,
             delegation_model: text(DELEGATION_MODEL),
-        })
+        }
     }
 }
 

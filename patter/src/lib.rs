@@ -8,6 +8,8 @@ pub mod audio;
 pub mod call;
 pub mod carrier;
 pub mod config;
+pub mod console;
+mod deploy;
 pub mod engine;
 mod error;
 mod runtime;
@@ -24,7 +26,7 @@ pub use audio::AudioFormat;
 pub use call::{
     CallEnv, CallSetup, CallSummary, EndReason, Hooks, Role, ToolCallRecord, TranscriptEntry,
 };
-pub use config::{Config, ConfigBuilder, Limits};
+pub use config::{Config, ConfigBuilder, Limits, LocalConfig};
 pub use error::{ConfigError, Error, Result};
 pub use runtime::Patter;
 /// Any JSON value (`serde_json::Value`), re-exported so your crate needs no `serde_json`.

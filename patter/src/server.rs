@@ -30,9 +30,8 @@ use tracing::Instrument;
 use crate::agent::{Agent, AgentSpec};
 use crate::call::{CallEnv, Hooks};
 use crate::config::Config;
+use crate::deploy::{self, Engines};
 use crate::engine::EngineKind;
-use crate::engine::openai_live::OpenAiLive;
-use crate::engine::openai_realtime::OpenAiRealtime;
 use crate::error::Result;
 use crate::twilio::leg::{self, TOKEN_PARAMETER, TwilioLeg};
 use crate::twilio::rest::TwilioRest;
@@ -106,38 +105,12 @@ impl CallSlots {
 pub(crate) struct App {
     pub(crate) config: Config,
     env: CallEnv,
-    realtime: OpenAiRealtime,
-    live: OpenAiLive,
+    engines: Engines,
     calls: CallSlots,
     /// Set once the server drains: new calls are turned away.
     draining: AtomicBool,
     /// Set when calls still running must end now.
     shutdown_tx: watch::Sender<bool>,
-}
-
-/// The agent as this deployment runs it: `PATTER_ENGINE`, `PATTER_MODEL`, `PATTER_VOICE` and
-/// `PATTER_AUDIO_FORMAT` override what the code says.
-fn deployed(config: &Config, mut agent: AgentSpec) -> AgentSpec {
-    if let Some(engine) = config.engine
-        && engine != agent.engine
-    {
-        // A model named for the agent's own engine means nothing to another one: the new
-        // engine's default (or PATTER_MODEL) applies.
-        if let Some(model) = agent.model.take() {
-            info!(engine = %engine, model, "engine switched; the agent's model is left out");
-        }
-        agent.engine = engine;
-    }
-    if let Some(model) = &config.model {
-        agent.model = Some(model.clone());
-    }
-    if let Some(voice) = &config.voice {
-        agent.voice.clone_from(voice);
-    }
-    if let Some(format) = config.audio_format {
-        agent.audio = format;
-    }
-    agent
 }
 
 pub(crate) fn build_app(config: Config, hooks: Hooks, agent: AgentSpec) -> Arc<App> {
@@ -147,36 +120,25 @@ pub(crate) fn build_app(config: Config, hooks: Hooks, agent: AgentSpec) -> Arc<A
         &config.twilio_account_sid,
         config.twilio_auth_token.clone(),
     );
-    let env = CallEnv::new(deployed(&config, agent))
+    let env = CallEnv::new(deploy::deployed(&config.local, agent))
         .hooks(hooks)
-        .limits(config.limits.clone())
-        .system_tools(config.system_tools)
+        .limits(config.local.limits.clone())
+        .system_tools(config.local.system_tools)
         .control(Arc::new(control))
         .shutdown_signal(shutdown);
-    let realtime = OpenAiRealtime::new(config.openai_api_key.expose())
-        .url(&config.openai_realtime_url)
-        .handshake_timeout(config.limits.engine_handshake_timeout)
-        .max_message_bytes(config.limits.max_ws_message_bytes);
-    let mut live = OpenAiLive::new(config.openai_api_key.expose())
-        .url(&config.openai_live_url)
-        .handshake_timeout(config.limits.engine_handshake_timeout)
-        .max_message_bytes(config.limits.max_ws_message_bytes);
-    if let Some(model) = &config.delegation_model {
-        live = live.backend_model(model);
-    }
+    let engines = Engines::new(&config.local);
     Arc::new(App {
-        calls: CallSlots::new(config.limits.max_concurrent_calls),
+        calls: CallSlots::new(config.local.limits.max_concurrent_calls),
         config,
         env,
-        realtime,
-        live,
+        engines,
         draining: AtomicBool::new(false),
         shutdown_tx,
     })
 }
 
 pub(crate) fn router(app: Arc<App>) -> Router {
-    let body_limit = app.config.limits.max_http_body_bytes;
+    let body_limit = app.config.local.limits.max_http_body_bytes;
     Router::new()
         .route("/twilio/voice", post(voice))
         .route("/twilio/stream", get(stream))
@@ -310,7 +272,7 @@ async fn stream(
         warn!("stream upgrade with a missing or bad X-Twilio-Signature refused");
         return Forbidden.into_response();
     }
-    let max = app.config.limits.max_ws_message_bytes;
+    let max = app.config.local.limits.max_ws_message_bytes;
     upgrade
         .read_buffer_size(crate::util::TWILIO_READ_BUFFER_BYTES)
         .max_message_size(max)
@@ -322,14 +284,14 @@ async fn stream(
 /// the voice webhook issued, a free call slot. A stream that fails any of them is closed
 /// before an engine session is opened.
 async fn serve_stream(app: Arc<App>, socket: WebSocket) {
-    let (leg, start) = match TwilioLeg::accept(socket, app.config.limits.stream_start_timeout).await
-    {
-        Ok(accepted) => accepted,
-        Err(why) => {
-            info!(reason = why, "stream closed before a call started");
-            return;
-        }
-    };
+    let (leg, start) =
+        match TwilioLeg::accept(socket, app.config.local.limits.stream_start_timeout).await {
+            Ok(accepted) => accepted,
+            Err(why) => {
+                info!(reason = why, "stream closed before a call started");
+                return;
+            }
+        };
     let span =
         tracing::info_span!("stream", call_sid = %start.call_sid, stream_sid = %start.stream_sid);
     async move {
@@ -350,8 +312,8 @@ async fn serve_stream(app: Arc<App>, socket: WebSocket) {
         // Each engine gets a session loop of its own type: static dispatch per call.
         let context = leg::context(&start);
         match app.env.agent().engine {
-            EngineKind::Realtime => app.env.run(&app.realtime, leg, context).await,
-            EngineKind::GptLive => app.env.run(&app.live, leg, context).await,
+            EngineKind::Realtime => app.env.run(&app.engines.realtime, leg, context).await,
+            EngineKind::GptLive => app.env.run(&app.engines.live, leg, context).await,
         };
     }
     .instrument(span)
@@ -404,7 +366,7 @@ pub(crate) async fn serve_app(
         async move {
             shutdown.await;
             app.draining.store(true, Ordering::SeqCst);
-            let deadline = app.config.limits.drain_timeout;
+            let deadline = app.config.local.limits.drain_timeout;
             info!(
                 calls = app.calls.active(),
                 deadline_ms = deadline.as_millis() as u64,

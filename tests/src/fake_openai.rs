@@ -33,6 +33,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::DEFAULT_TIMEOUT;
+use crate::fake_model::{ModelFn, ModelInput, ModelReply, reply_events};
 use crate::realtime_schema::{self, Side, validate_client_event, validate_live_client_event};
 use crate::signal::Signal;
 
@@ -182,6 +183,9 @@ impl LiveBook {
 
 struct ConnState {
     live: LiveBook,
+    /// The scripted model's conversation: client items and its own, in order.
+    model_items: Vec<Value>,
+    model_responses: u64,
     events: Vec<Value>,
     protocol_errors: Vec<String>,
     schema_violations: Vec<String>,
@@ -215,6 +219,8 @@ struct Shared {
     held_sockets: Mutex<Vec<TcpStream>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     signal: Signal,
+    /// Answers every `response.create` when set (see [`crate::fake_model`]).
+    model: Option<Arc<ModelFn>>,
 }
 
 /// A fake OpenAI Realtime GA server on `127.0.0.1`. Dropping it stops the server and drops
@@ -254,7 +260,23 @@ impl FakeRealtime {
         Self::start_inner(true, Protocol::Realtime).await
     }
 
+    /// Starts a Realtime fake whose `model` answers every `response.create` with a whole
+    /// response (see [`crate::fake_model`]); tests can still push events of their own.
+    pub async fn start_with_model(
+        model: impl Fn(&ModelInput) -> ModelReply + Send + Sync + 'static,
+    ) -> FakeRealtime {
+        Self::start_full(false, Protocol::Realtime, Some(Arc::new(model))).await
+    }
+
     async fn start_inner(silent: bool, protocol: Protocol) -> FakeRealtime {
+        Self::start_full(silent, protocol, None).await
+    }
+
+    async fn start_full(
+        silent: bool,
+        protocol: Protocol,
+        model: Option<Arc<ModelFn>>,
+    ) -> FakeRealtime {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("FakeRealtime: bind 127.0.0.1:0");
@@ -271,6 +293,7 @@ impl FakeRealtime {
             held_sockets: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             signal: Signal::new(),
+            model,
         });
         let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
         FakeRealtime {
@@ -535,6 +558,8 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
             headers,
             state: Mutex::new(ConnState {
                 live: LiveBook::default(),
+                model_items: Vec::new(),
+                model_responses: 0,
                 events: Vec::new(),
                 protocol_errors: Vec::new(),
                 schema_violations: Vec::new(),
@@ -587,8 +612,12 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
                             }
                         }
                     };
+                    let mut replies: Vec<Value> = reply.into_iter().collect();
+                    if let Some(model) = &shared.model {
+                        replies.extend(model_reply(&conn, model.as_ref()));
+                    }
                     shared.signal.bump();
-                    if let Some(reply) = reply {
+                    for reply in replies {
                         // A failed send shows up on the read side, which records the end.
                         let _ = ws.send(Message::text(reply.to_string())).await;
                     }
@@ -718,6 +747,33 @@ fn record_text(conn: &Conn, text: &str) -> Option<Value> {
     Some(
         json!({"type": "session.updated", "event_id": next_event_id(), "session": st.session.clone()}),
     )
+}
+
+/// The scripted model's answer to the client event just recorded: its conversation items
+/// are kept, and a `response.create` gets a whole response.
+fn model_reply(conn: &Conn, model: &ModelFn) -> Vec<Value> {
+    let mut st = lock(&conn.state);
+    let Some(event) = st.events.last().cloned() else {
+        return Vec::new();
+    };
+    match event_type(&event).as_str() {
+        "conversation.item.create" => {
+            st.model_items.push(event["item"].clone());
+            Vec::new()
+        }
+        "response.create" => {
+            st.model_responses += 1;
+            let input = ModelInput {
+                items: st.model_items.clone(),
+                session: st.session.clone(),
+            };
+            let reply = model(&input);
+            let (events, items) = reply_events(st.model_responses, &reply);
+            st.model_items.extend(items);
+            events
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Records one GPT-Live text frame; returns the reply to send, if any.

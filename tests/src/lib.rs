@@ -4,7 +4,7 @@
 //!   official schemas in `tests/data/`.
 //! * [`fake_openai`]: [`FakeRealtime`](fake_openai::FakeRealtime), a fake OpenAI Realtime GA
 //!   WebSocket server that records and validates every client event, plus builders of GA
-//!   server events.
+//!   server events; with a scripted model ([`fake_model`]) it answers text conversations.
 //! * [`fake_twilio`]: Twilio's side — request signatures, signed webhook POSTs, a fake Media
 //!   Streams client ([`MediaStream`](fake_twilio::MediaStream)) and a fake Calls REST API
 //!   ([`FakeTwilioRest`](fake_twilio::FakeTwilioRest)).
@@ -15,6 +15,7 @@
 //! uses [`DEFAULT_TIMEOUT`]) and is woken by the event it waits for; only
 //! [`load::wait_until`] polls, for states that announce no event (another process's figures).
 
+pub mod fake_model;
 pub mod fake_openai;
 pub mod fake_twilio;
 pub mod load;

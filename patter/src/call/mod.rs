@@ -16,6 +16,7 @@ pub mod relay;
 mod session;
 mod setup;
 mod system_tools;
+mod text;
 mod turns;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use crate::tool::CallContext;
 pub use env::CallEnv;
 pub use hooks::{CallSetup, Hooks};
 pub use system_tools::system_tools;
+pub use text::{NotAKey, TextCall, TextEvent, TurnMetrics};
 
 /// Who said something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -98,20 +98,20 @@ enum Job {
 
 /// What the call keeps for its summary.
 #[derive(Default)]
-struct Record {
-    transcript: Vec<TranscriptEntry>,
-    tool_calls: Vec<ToolCallRecord>,
-    malformed_frames: u64,
+pub(super) struct Record {
+    pub(super) transcript: Vec<TranscriptEntry>,
+    pub(super) tool_calls: Vec<ToolCallRecord>,
+    pub(super) malformed_frames: u64,
 }
 
 /// How the loop ended, and whether the call must still be hung up through call control.
-struct Ending {
-    reason: EndReason,
+pub(super) struct Ending {
+    pub(super) reason: EndReason,
     hang_up: bool,
 }
 
 impl Ending {
-    fn new(reason: EndReason) -> Self {
+    pub(super) fn new(reason: EndReason) -> Self {
         Ending {
             reason,
             hang_up: false,
@@ -120,7 +120,7 @@ impl Ending {
 
     /// The carrier does not know the call is over: hang it up, so that the caller is never
     /// left in silence on an open line.
-    fn hanging_up(reason: EndReason) -> Self {
+    pub(super) fn hanging_up(reason: EndReason) -> Self {
         Ending {
             reason,
             hang_up: true,
@@ -128,7 +128,7 @@ impl Ending {
     }
 }
 
-fn engine_lost(error: &EngineError) -> Ending {
+pub(super) fn engine_lost(error: &EngineError) -> Ending {
     Ending::hanging_up(EndReason::EngineLost {
         detail: error.to_string(),
     })
@@ -270,11 +270,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 None
             }
             CarrierEvent::Dtmf { digit } => {
-                // The key is not logged: it may be part of a PIN.
-                debug!("keypad press");
-                if let Some(hook) = &self.env.hooks.on_dtmf {
-                    guarded("on_dtmf", || hook(&self.ctx, digit));
-                }
+                keypad(self.env, &self.ctx, digit);
                 None
             }
             CarrierEvent::Stop => Some(Ending::new(EndReason::StreamStopped)),
@@ -381,7 +377,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 warn!(%code, %message, "engine error");
                 None
             }
-            EngineEvent::Ignored => None,
+            EngineEvent::TextDelta { .. } | EngineEvent::Ignored => None,
         }
     }
 
@@ -618,12 +614,12 @@ async fn shutdown_signal(signal: Option<watch::Receiver<bool>>) {
     std::future::pending::<()>().await;
 }
 
-async fn close_within(closing: impl Future<Output = ()>) {
+pub(super) async fn close_within(closing: impl Future<Output = ()>) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
 }
 
 /// Hangs up through call control if needed, fires `on_call_end`, and returns the summary.
-async fn finish(
+pub(super) async fn finish(
     env: &CallEnv,
     ctx: &CallContext,
     ending: Ending,
@@ -654,8 +650,17 @@ async fn finish(
     summary
 }
 
+/// A key the caller pressed, on a phone or typed in a text conversation. The key is not
+/// logged: it may be part of a PIN.
+pub(super) fn keypad(env: &CallEnv, ctx: &CallContext, digit: char) {
+    debug!("keypad press");
+    if let Some(hook) = &env.hooks.on_dtmf {
+        guarded("on_dtmf", || hook(ctx, digit));
+    }
+}
+
 /// Runs a hook on the call's task; a hook that panics is logged, and the call goes on.
-fn guarded(name: &str, hook: impl FnOnce()) {
+pub(super) fn guarded(name: &str, hook: impl FnOnce()) {
     if std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err() {
         error!(hook = name, "hook panicked; the call goes on");
     }

@@ -127,6 +127,20 @@ pub struct EngineSetup {
     /// call sends it as [`EngineCommand::SayVerbatim`]; an engine that needs it earlier (in
     /// its start-up context, say) finds it here.
     pub first_message: Option<String>,
+    /// Whether the model answers in speech (a call) or in text (the console and
+    /// conversation tests). An engine without a text mode refuses a text setup.
+    pub modality: Modality,
+}
+
+/// What the model answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Modality {
+    /// Speech, in the setup's audio format: a call.
+    #[default]
+    Audio,
+    /// Text: the caller types and the model writes, with the same prompt and tools.
+    Text,
 }
 
 impl EngineSetup {
@@ -144,6 +158,7 @@ impl EngineSetup {
             audio,
             tools: Vec::new(),
             first_message: None,
+            modality: Modality::Audio,
         }
     }
 
@@ -156,6 +171,12 @@ impl EngineSetup {
     /// Sets the first message.
     pub fn first_message(mut self, text: Option<String>) -> Self {
         self.first_message = text;
+        self
+    }
+
+    /// Sets what the model answers in.
+    pub fn modality(mut self, modality: Modality) -> Self {
+        self.modality = modality;
         self
     }
 }
@@ -208,7 +229,14 @@ pub enum EngineEvent<'a> {
         /// The text.
         text: Cow<'a, str>,
     },
-    /// What the agent said.
+    /// A piece of the agent's text, as it is written (text modality).
+    TextDelta {
+        /// The response it belongs to.
+        response_id: Cow<'a, str>,
+        /// The new text.
+        delta: Cow<'a, str>,
+    },
+    /// What the agent said (or, in text modality, wrote), whole.
     AgentTranscript {
         /// The text.
         text: Cow<'a, str>,
@@ -241,6 +269,18 @@ pub enum EngineCommand<'a> {
     },
     /// Every tool call of a finished response has its result: the model may go on.
     ContinueAfterTools,
+    /// What the caller typed (text modality): added as the caller's message, and the model
+    /// responds.
+    CallerText {
+        /// The words.
+        text: &'a str,
+    },
+    /// Put these words in the conversation as the agent's own, without a response (the
+    /// first message of a text conversation, shown as it is).
+    AgentSaid {
+        /// The words.
+        text: &'a str,
+    },
     /// Say these words exactly (the first message).
     SayVerbatim {
         /// The words.
@@ -276,6 +316,9 @@ pub enum EngineError {
     /// The connection failed.
     #[error("the engine connection failed: {0}")]
     Io(String),
+    /// The engine cannot run this setup (a text conversation on a speech-only engine, say).
+    #[error("{0}")]
+    Unsupported(String),
     /// A frame that could not be read; the call goes on.
     #[error("malformed engine event: {0}")]
     Malformed(String),

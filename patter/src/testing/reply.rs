@@ -30,6 +30,16 @@ pub enum SentCommand {
         /// The instructions.
         instructions: String,
     },
+    /// The caller's typed words (a text conversation).
+    CallerText {
+        /// The words.
+        text: String,
+    },
+    /// Words put in the conversation as the agent's (a text conversation's greeting).
+    AgentSaid {
+        /// The words.
+        text: String,
+    },
     /// The caller heard only `heard_ms` of this item.
     Truncate {
         /// The item.
@@ -54,6 +64,12 @@ impl From<EngineCommand<'_>> for SentCommand {
             EngineCommand::Respond { instructions } => SentCommand::Respond {
                 instructions: instructions.to_owned(),
             },
+            EngineCommand::CallerText { text } => SentCommand::CallerText {
+                text: text.to_owned(),
+            },
+            EngineCommand::AgentSaid { text } => SentCommand::AgentSaid {
+                text: text.to_owned(),
+            },
             EngineCommand::Truncate { item_id, heard_ms } => SentCommand::Truncate {
                 item_id: item_id.to_owned(),
                 heard_ms,
@@ -75,6 +91,8 @@ impl SentCommand {
             SentCommand::Respond { instructions } => {
                 format!("respond with instructions {:?}", shorten(instructions))
             }
+            SentCommand::CallerText { text } => format!("caller typed {:?}", shorten(text)),
+            SentCommand::AgentSaid { text } => format!("agent said {:?}", shorten(text)),
             SentCommand::Truncate { item_id, heard_ms } => {
                 format!("truncate {item_id} at {heard_ms} ms")
             }

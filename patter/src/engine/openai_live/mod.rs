@@ -35,7 +35,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use self::wire::LiveEvent;
 use super::socket::{Socket, dial};
-use super::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, EngineSetup};
+use super::{
+    Engine, EngineCommand, EngineError, EngineEvent, EngineSession, EngineSetup, Modality,
+};
 use crate::audio::AudioFormat;
 use crate::secret::Secret;
 
@@ -184,6 +186,12 @@ impl Engine for OpenAiLive {
     }
 
     async fn open(&self, setup: &EngineSetup) -> Result<LiveSession, EngineError> {
+        if setup.modality != Modality::Audio {
+            return Err(EngineError::Unsupported(
+                "GPT-Live speaks only; use the realtime engine for text (PATTER_ENGINE=realtime)"
+                    .to_owned(),
+            ));
+        }
         let socket = tokio::time::timeout(self.handshake_timeout, self.start(setup))
             .await
             .map_err(|_| EngineError::Timeout(self.handshake_timeout.as_millis()))??;
@@ -633,6 +641,8 @@ impl EngineSession for LiveSession {
             }
             EngineCommand::SayVerbatim { text } => wire::say_verbatim(text),
             EngineCommand::Respond { instructions } => wire::act_now(instructions),
+            // Text commands belong to text sessions, which `open` refuses.
+            EngineCommand::CallerText { .. } | EngineCommand::AgentSaid { .. } => return Ok(()),
             // The model handles being talked over; there is nothing to cut.
             EngineCommand::Truncate { .. } => return Ok(()),
         };

@@ -227,6 +227,11 @@ impl EngineSession for RealtimeSession {
             // response that called them is done (else `conversation_already_has_active_response`).
             EngineCommand::ContinueAfterTools => wire::response_create(),
             EngineCommand::SayVerbatim { text } => wire::say_verbatim(text),
+            EngineCommand::CallerText { text } => {
+                self.send_text(wire::message_item("user", text)).await?;
+                wire::response_create()
+            }
+            EngineCommand::AgentSaid { text } => wire::message_item("assistant", text),
             EngineCommand::Respond { instructions } => {
                 wire::response_with_instructions(instructions)
             }

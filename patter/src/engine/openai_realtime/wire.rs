@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::ServerVad;
 use crate::audio::{AudioChunk, AudioFormat};
 use crate::engine::json::{Fields, Object, Text};
-use crate::engine::{EngineEvent, EngineSetup};
+use crate::engine::{EngineEvent, EngineSetup, Modality};
 use crate::tool::ToolDefinition;
 
 fn format_json(format: AudioFormat) -> Value {
@@ -31,7 +31,9 @@ pub fn tool_json(tool: &ToolDefinition) -> Value {
 }
 
 /// The GA `session.update` for a phone call: audio both ways in the setup's format, server
-/// VAD that starts and interrupts responses, input transcription, the tools.
+/// VAD that starts and interrupts responses, input transcription, the tools. In text
+/// modality only `output_modalities` differs, so a text conversation runs with the call's
+/// own settings.
 pub fn session_update(
     setup: &EngineSetup,
     vad: &ServerVad,
@@ -57,7 +59,10 @@ pub fn session_update(
         "session": {
             "type": "realtime",
             "model": setup.model,
-            "output_modalities": ["audio"],
+            "output_modalities": [match setup.modality {
+                Modality::Text => "text",
+                _ => "audio",
+            }],
             "instructions": setup.instructions,
             "audio": {
                 "input": input,
@@ -84,6 +89,25 @@ pub fn function_call_output(call_id: &str, output: &str) -> String {
     json!({
         "type": "conversation.item.create",
         "item": { "type": "function_call_output", "call_id": call_id, "output": output }
+    })
+    .to_string()
+}
+
+/// A message in the conversation: the caller's typed words (`user`, `input_text`) or the
+/// agent's own (`assistant`, `output_text`).
+pub fn message_item(role: &str, text: &str) -> String {
+    let kind = if role == "assistant" {
+        "output_text"
+    } else {
+        "input_text"
+    };
+    json!({
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": role,
+            "content": [{ "type": kind, "text": text }]
+        }
     })
     .to_string()
 }
@@ -163,6 +187,14 @@ pub fn parse_event(raw: &str) -> Result<EngineEvent<'_>, serde_json::Error> {
         "response.output_audio_transcript.done" => EngineEvent::AgentTranscript {
             text: text(v.transcript),
         },
+        "response.output_text.delta" => match v.delta {
+            Some(delta) => EngineEvent::TextDelta {
+                response_id: text(v.response_id),
+                delta,
+            },
+            None => EngineEvent::Ignored,
+        },
+        "response.output_text.done" => EngineEvent::AgentTranscript { text: text(v.text) },
         "error" => {
             let fatal = v
                 .error
@@ -190,6 +222,7 @@ struct RawEvent<'a> {
     name: Option<Cow<'a, str>>,
     arguments: Option<Cow<'a, str>>,
     transcript: Option<Cow<'a, str>>,
+    text: Option<Cow<'a, str>>,
     response: Nested<'a>,
     error: Nested<'a>,
 }
@@ -214,6 +247,7 @@ impl<'de> Fields<'de> for RawEvent<'de> {
             "name" => &mut self.name,
             "arguments" => &mut self.arguments,
             "transcript" => &mut self.transcript,
+            "text" => &mut self.text,
             "response" => {
                 self.response = map.next_value::<Object<Nested<'de>>>()?.0;
                 return Ok(());

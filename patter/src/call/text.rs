@@ -1,0 +1,697 @@
+//! A call in text: the agent's engine with text output, the call's own prompt, tools, hooks
+//! and limits, and typed words in place of the caller's voice.
+//!
+//! It answers "what does the model do when a caller says X?" with the model real calls use:
+//! the console and `patter::testing::Conversation` are built on it. Only the two ends differ
+//! from a phone call: the caller's words arrive as text, the agent's leave as text. Tools run
+//! through the same dispatcher (timeouts, result cap, error mapping), `Turns` decides when
+//! the model goes on after them, and a hang-up or transfer ends the conversation.
+//!
+//! The conversation goes turn by turn: words typed while the agent is still answering wait
+//! until its turn is over, as the engine takes one response at a time.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, error, info, warn};
+
+use super::actions::{self, ActionsOutcome};
+use super::session::{self, Ending, Record};
+use super::setup;
+use super::turns::{Next, Turns};
+use super::{CallEnv, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
+use crate::carrier::{CallControl, ControlError};
+use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, Modality};
+use crate::tool::{CallAction, CallContext, DispatchOutcome, ToolError, ToolSet};
+
+/// What happened in a text conversation, in order.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum TextEvent {
+    /// The caller's words went to the model (words typed while the agent was answering go
+    /// when its turn is over).
+    Caller {
+        /// The words.
+        text: String,
+    },
+    /// Something the agent wrote, whole. The first message is shown word for word, as a call
+    /// would speak it (`greeting` is then true).
+    Assistant {
+        /// The words.
+        text: String,
+        /// Whether this is the agent's first message.
+        greeting: bool,
+    },
+    /// A piece of what the agent is writing, as it streams.
+    AssistantDelta {
+        /// The new text.
+        text: String,
+    },
+    /// The model called a tool.
+    ToolCall {
+        /// The engine's id of the call.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// The model's arguments, as JSON text.
+        arguments: String,
+    },
+    /// A tool finished.
+    ToolResult {
+        /// The engine's id of the call.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// What the model was handed: the result, or an error JSON.
+        output: String,
+        /// Whether the tool produced a result (not an error).
+        ok: bool,
+        /// How long it took.
+        duration: Duration,
+    },
+    /// The agent finished answering what the caller typed.
+    TurnEnded(TurnMetrics),
+    /// The engine reported an error.
+    Error {
+        /// The engine's code, if any.
+        code: Option<String>,
+        /// The message.
+        message: String,
+        /// Whether the conversation ends because of it.
+        fatal: bool,
+    },
+    /// The conversation is over.
+    Ended {
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// The timings of one turn: from the caller's words to the agent's last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TurnMetrics {
+    /// The turn's number, from 1.
+    pub index: u32,
+    /// From sending the caller's words to the first text of the answer.
+    pub first_text: Option<Duration>,
+    /// From sending the caller's words until the agent was done.
+    pub duration: Duration,
+    /// Tool calls in the turn.
+    pub tool_calls: u32,
+}
+
+/// What the person at the keyboard does.
+#[derive(Debug)]
+enum Input {
+    Say(String),
+    Press(char),
+    HangUp,
+}
+
+/// A key that is not on a phone's keypad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a phone key (0-9, *, #, A-D)")]
+pub struct NotAKey(pub char);
+
+/// A conversation with the agent in text, running on its own task; see the module
+/// documentation. Start one with [`CallEnv::start_text`].
+pub struct TextCall {
+    input: mpsc::UnboundedSender<Input>,
+    events: mpsc::UnboundedReceiver<TextEvent>,
+    task: JoinHandle<CallSummary>,
+}
+
+impl fmt::Debug for TextCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TextCall")
+            .field("running", &!self.task.is_finished())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TextCall {
+    /// The caller says `text`. If the agent is still answering, it waits for its turn.
+    pub fn say(&self, text: impl Into<String>) {
+        let _ = self.input.send(Input::Say(text.into()));
+    }
+
+    /// The caller presses `keys` (`0`-`9`, `*`, `#`, `A`-`D`), as on a phone's keypad. No
+    /// key is sent if one is not a phone key.
+    pub fn press(&self, keys: &str) -> Result<(), NotAKey> {
+        if let Some(bad) = keys.chars().find(|c| !is_phone_key(*c)) {
+            return Err(NotAKey(bad));
+        }
+        for key in keys.chars() {
+            let _ = self.input.send(Input::Press(key));
+        }
+        Ok(())
+    }
+
+    /// The caller hangs up.
+    pub fn hang_up(&self) {
+        let _ = self.input.send(Input::HangUp);
+    }
+
+    /// The next event; `None` once the conversation is over and every event was read.
+    pub async fn next_event(&mut self) -> Option<TextEvent> {
+        self.events.recv().await
+    }
+
+    /// Waits for the conversation to end (hang up first to end it), and returns what
+    /// `on_call_end` got.
+    pub async fn finish(self) -> CallSummary {
+        drop(self.input);
+        match self.task.await {
+            Ok(summary) => summary,
+            // The conversation's task only ends early by a panic, which is a bug: say so.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
+fn is_phone_key(c: char) -> bool {
+    c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
+}
+
+impl CallEnv {
+    /// Starts a conversation in text with this environment's agent on `engine`: the engine
+    /// answers in text, with the prompt, tools, hooks and limits a call of this agent gets.
+    /// Hang-ups and transfers go through (they end the conversation), whatever the call
+    /// control; there is no phone line to act on.
+    pub fn start_text<E: Engine>(&self, engine: E, context: CallContext) -> TextCall {
+        let (input_tx, input_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let env = self.clone().control(Arc::new(TextControl));
+        let task =
+            tokio::spawn(async move { run(&env, &engine, context, input_rx, events_tx).await });
+        TextCall {
+            input: input_tx,
+            events: events_rx,
+            task,
+        }
+    }
+}
+
+/// Hang-ups and transfers of a text conversation: nothing to dial, so they succeed.
+struct TextControl;
+
+impl CallControl for TextControl {
+    fn hang_up<'a>(
+        &'a self,
+        _call_id: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn transfer<'a>(
+        &'a self,
+        _call_id: &'a str,
+        _number: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+async fn run<E: Engine>(
+    env: &CallEnv,
+    engine: &E,
+    ctx: CallContext,
+    input: mpsc::UnboundedReceiver<Input>,
+    events: mpsc::UnboundedSender<TextEvent>,
+) -> CallSummary {
+    let span = tracing::info_span!("call", call.id = %ctx.call_id(), mode = "text");
+    async move {
+        let started = Instant::now();
+        info!("text conversation started");
+        let plan = setup::plan(env, engine.default_model(), &ctx).await;
+        let engine_setup = plan.setup.clone().modality(Modality::Text);
+        let engine_session = match engine.open(&engine_setup).await {
+            Ok(session) => session,
+            Err(e) => {
+                error!(error = %e, "engine unavailable");
+                let _ = events.send(TextEvent::Error {
+                    code: None,
+                    message: e.to_string(),
+                    fatal: true,
+                });
+                let summary = session::finish(
+                    env,
+                    &ctx,
+                    Ending::new(EndReason::EngineLost {
+                        detail: e.to_string(),
+                    }),
+                    started,
+                    Record::default(),
+                )
+                .await;
+                let _ = events.send(TextEvent::Ended {
+                    reason: summary.reason.clone(),
+                });
+                return summary;
+            }
+        };
+        TextSession {
+            env,
+            ctx,
+            tools: plan.tools,
+            first_message: plan.setup.first_message,
+            engine: engine_session,
+            input,
+            events,
+            turns: Turns::default(),
+            jobs: JoinSet::new(),
+            waiting: VecDeque::new(),
+            turn: None,
+            turns_taken: 0,
+            awaiting_response: false,
+            ready: false,
+            record: Record::default(),
+            started,
+        }
+        .run()
+        .await
+    }
+    .instrument(span)
+    .await
+}
+
+/// A tool's result, back from its task.
+struct ToolDone {
+    response_id: String,
+    call_id: String,
+    name: String,
+    arguments: String,
+    outcome: DispatchOutcome,
+    duration: Duration,
+}
+
+enum Job {
+    Tool(ToolDone),
+    Actions {
+        response_id: String,
+        call_id: String,
+        output: String,
+        outcome: ActionsOutcome,
+    },
+}
+
+/// The turn in progress.
+struct Turn {
+    started: Instant,
+    first_text: Option<Duration>,
+    tool_calls: u32,
+}
+
+struct TextSession<'env, S: EngineSession> {
+    env: &'env CallEnv,
+    ctx: CallContext,
+    tools: ToolSet,
+    first_message: Option<String>,
+    engine: S,
+    input: mpsc::UnboundedReceiver<Input>,
+    events: mpsc::UnboundedSender<TextEvent>,
+    turns: Turns,
+    jobs: JoinSet<Job>,
+    /// Words typed while the agent was answering, sent once its turn is over.
+    waiting: VecDeque<String>,
+    turn: Option<Turn>,
+    turns_taken: u32,
+    /// A response was asked for and has not started yet.
+    awaiting_response: bool,
+    /// The engine took its configuration (and the greeting is in): typed words may go.
+    ready: bool,
+    record: Record,
+    started: Instant,
+}
+
+impl<S: EngineSession> TextSession<'_, S> {
+    async fn run(mut self) -> CallSummary {
+        let max_duration = tokio::time::sleep(self.env.limits.max_call_duration);
+        tokio::pin!(max_duration);
+        let ending = loop {
+            let step = tokio::select! {
+                input = self.input.recv() => self.on_input(input).await,
+                frame = self.engine.recv() => self.on_engine(frame).await,
+                Some(job) = self.jobs.join_next() => match job {
+                    Ok(job) => self.on_job(job).await,
+                    Err(e) => {
+                        error!(error = %e, "background job failed");
+                        None
+                    }
+                },
+                () = &mut max_duration => Some(Ending::new(EndReason::MaxDuration)),
+            };
+            if let Some(ending) = step {
+                break ending;
+            }
+            if let Some(ending) = self.after_step().await {
+                break ending;
+            }
+        };
+        self.jobs.abort_all();
+        for event in self.engine.finish() {
+            if let EngineEvent::AgentTranscript { text } = event {
+                self.record(Role::Agent, text.into_owned());
+            }
+        }
+        session::close_within(self.engine.close()).await;
+        let record = std::mem::take(&mut self.record);
+        let summary = session::finish(self.env, &self.ctx, ending, self.started, record).await;
+        let _ = self.events.send(TextEvent::Ended {
+            reason: summary.reason.clone(),
+        });
+        summary
+    }
+
+    fn emit(&self, event: TextEvent) {
+        // Nobody reading is fine: the conversation still runs to its end for on_call_end.
+        let _ = self.events.send(event);
+    }
+
+    async fn on_input(&mut self, input: Option<Input>) -> Option<Ending> {
+        match input {
+            Some(Input::Say(text)) => {
+                self.waiting.push_back(text);
+                None
+            }
+            Some(Input::Press(key)) => {
+                session::keypad(self.env, &self.ctx, key);
+                None
+            }
+            Some(Input::HangUp) | None => Some(Ending::new(EndReason::StreamStopped)),
+        }
+    }
+
+    fn is_busy(&self) -> bool {
+        self.turns.is_responding() || !self.jobs.is_empty() || self.awaiting_response
+    }
+
+    /// Closes a turn the agent is done with, then sends the next words waiting.
+    async fn after_step(&mut self) -> Option<Ending> {
+        if !self.ready || self.is_busy() {
+            return None;
+        }
+        if let Some(turn) = self.turn.take() {
+            self.turns_taken += 1;
+            self.emit(TextEvent::TurnEnded(TurnMetrics {
+                index: self.turns_taken,
+                first_text: turn.first_text,
+                duration: turn.started.elapsed(),
+                tool_calls: turn.tool_calls,
+            }));
+        }
+        let text = self.waiting.pop_front()?;
+        self.emit(TextEvent::Caller { text: text.clone() });
+        self.record(Role::Caller, text.clone());
+        self.turn = Some(Turn {
+            started: Instant::now(),
+            first_text: None,
+            tool_calls: 0,
+        });
+        self.awaiting_response = true;
+        self.send_engine(EngineCommand::CallerText { text: &text })
+            .await
+    }
+
+    async fn on_engine(&mut self, frame: Result<S::Frame, EngineError>) -> Option<Ending> {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return Some(self.lost(&e)),
+        };
+        let event = match self.engine.parse(&frame) {
+            Ok(event) => event,
+            Err(e @ EngineError::Malformed(_)) => {
+                self.record.malformed_frames += 1;
+                warn!(error = %e, "malformed engine event ignored");
+                return None;
+            }
+            Err(e) => return Some(self.lost(&e)),
+        };
+        match event {
+            EngineEvent::Ready if self.ready => None,
+            EngineEvent::Ready => match self.first_message.take() {
+                Some(text) => {
+                    // Shown as it is, and put in the model's context as the agent's words,
+                    // so the conversation starts where a call's would.
+                    self.emit(TextEvent::Assistant {
+                        text: text.clone(),
+                        greeting: true,
+                    });
+                    self.record(Role::Agent, text.clone());
+                    self.ready = true;
+                    self.send_engine(EngineCommand::AgentSaid { text: &text })
+                        .await
+                }
+                None => {
+                    self.ready = true;
+                    None
+                }
+            },
+            EngineEvent::ResponseStarted { response_id } => {
+                self.awaiting_response = false;
+                self.turns.response_started(&response_id);
+                None
+            }
+            EngineEvent::TextDelta { delta, .. } => {
+                if let Some(turn) = &mut self.turn
+                    && turn.first_text.is_none()
+                {
+                    turn.first_text = Some(turn.started.elapsed());
+                }
+                self.emit(TextEvent::AssistantDelta {
+                    text: delta.into_owned(),
+                });
+                None
+            }
+            EngineEvent::AgentTranscript { text } => {
+                let text = text.into_owned();
+                if !text.trim().is_empty() {
+                    self.emit(TextEvent::Assistant {
+                        text: text.clone(),
+                        greeting: false,
+                    });
+                }
+                self.record(Role::Agent, text);
+                None
+            }
+            EngineEvent::FunctionCall {
+                response_id,
+                call_id,
+                name,
+                arguments,
+            } => {
+                self.start_tool(&response_id, &call_id, &name, &arguments);
+                None
+            }
+            EngineEvent::ResponseDone { response_id, .. } => {
+                let next = self.turns.response_done(&response_id);
+                self.go_on(next).await
+            }
+            EngineEvent::Error {
+                code,
+                message,
+                fatal,
+            } => {
+                self.emit(TextEvent::Error {
+                    code: code.as_deref().map(str::to_owned),
+                    message: message.clone().into_owned(),
+                    fatal,
+                });
+                if fatal {
+                    error!(code = code.as_deref().unwrap_or_default(), %message, "engine error; ending");
+                    return Some(Ending::new(EndReason::EngineError {
+                        message: message.into_owned(),
+                    }));
+                }
+                // A refused request starts no response: the turn is not waiting for one.
+                warn!(code = code.as_deref().unwrap_or_default(), %message, "engine error");
+                self.awaiting_response = false;
+                None
+            }
+            EngineEvent::UserTranscript { .. }
+            | EngineEvent::Audio { .. }
+            | EngineEvent::SpeechStarted
+            | EngineEvent::Ignored => None,
+        }
+    }
+
+    fn lost(&self, e: &EngineError) -> Ending {
+        error!(error = %e, "engine gone; ending");
+        self.emit(TextEvent::Error {
+            code: None,
+            message: e.to_string(),
+            fatal: true,
+        });
+        Ending::new(EndReason::EngineLost {
+            detail: e.to_string(),
+        })
+    }
+
+    fn start_tool(&mut self, response_id: &str, call_id: &str, name: &str, arguments: &str) {
+        if !self.turns.tool_called(response_id, call_id) {
+            debug!(call_id, "repeated function call ignored");
+            return;
+        }
+        if let Some(turn) = &mut self.turn {
+            turn.tool_calls += 1;
+        }
+        self.emit(TextEvent::ToolCall {
+            call_id: call_id.to_owned(),
+            name: name.to_owned(),
+            arguments: arguments.to_owned(),
+        });
+        let tools = self.tools.clone();
+        let ctx = self.ctx.clone();
+        let (response_id, call_id) = (response_id.to_owned(), call_id.to_owned());
+        let (name, arguments) = (name.to_owned(), arguments.to_owned());
+        self.jobs.spawn(
+            async move {
+                let began = Instant::now();
+                let outcome = tools
+                    .dispatch_with_id(&name, &arguments, &ctx, &call_id)
+                    .await;
+                Job::Tool(ToolDone {
+                    response_id,
+                    call_id,
+                    name,
+                    arguments,
+                    outcome,
+                    duration: began.elapsed(),
+                })
+            }
+            .in_current_span(),
+        );
+    }
+
+    async fn on_job(&mut self, job: Job) -> Option<Ending> {
+        match job {
+            Job::Tool(done) => {
+                let ToolDone {
+                    response_id,
+                    call_id,
+                    name,
+                    arguments,
+                    outcome,
+                    duration,
+                } = done;
+                self.emit(TextEvent::ToolResult {
+                    call_id: call_id.clone(),
+                    name: name.clone(),
+                    output: outcome.output.clone(),
+                    ok: outcome.is_ok(),
+                    duration,
+                });
+                self.record.tool_calls.push(ToolCallRecord {
+                    name,
+                    arguments,
+                    output: outcome.output.clone(),
+                    ok: outcome.is_ok(),
+                });
+                if outcome.actions.is_empty() {
+                    return self
+                        .answer_tool(&response_id, &call_id, &outcome.output)
+                        .await;
+                }
+                self.start_actions(response_id, call_id, outcome.output, outcome.actions);
+                None
+            }
+            Job::Actions {
+                response_id,
+                call_id,
+                output,
+                outcome,
+            } => match outcome {
+                ActionsOutcome::Ended(reason) => {
+                    self.turns.settled(&response_id);
+                    Some(Ending::new(reason))
+                }
+                ActionsOutcome::Failed(message) => {
+                    let output = ToolError::Failed(message).to_model_json();
+                    self.answer_tool(&response_id, &call_id, &output).await
+                }
+                ActionsOutcome::Done => self.answer_tool(&response_id, &call_id, &output).await,
+            },
+        }
+    }
+
+    /// A hang-up or transfer: there is no speech to wait for, so it happens at once.
+    fn start_actions(
+        &mut self,
+        response_id: String,
+        call_id: String,
+        output: String,
+        actions: Vec<CallAction>,
+    ) {
+        let control = Arc::clone(&self.env.control);
+        let call = self.ctx.call_id().to_owned();
+        let (_speaking, silent) = watch::channel(false);
+        self.jobs.spawn(
+            async move {
+                let outcome =
+                    actions::carry_out(control.as_ref(), &call, &actions, silent, Duration::ZERO)
+                        .await;
+                Job::Actions {
+                    response_id,
+                    call_id,
+                    output,
+                    outcome,
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    async fn answer_tool(
+        &mut self,
+        response_id: &str,
+        call_id: &str,
+        output: &str,
+    ) -> Option<Ending> {
+        if let Some(end) = self
+            .send_engine(EngineCommand::ToolResult { call_id, output })
+            .await
+        {
+            return Some(end);
+        }
+        let next = self.turns.tool_answered(response_id);
+        self.go_on(next).await
+    }
+
+    async fn go_on(&mut self, next: Next) -> Option<Ending> {
+        match next {
+            Next::Continue => {
+                self.awaiting_response = true;
+                self.send_engine(EngineCommand::ContinueAfterTools).await
+            }
+            Next::Wait | Next::Nothing => None,
+        }
+    }
+
+    async fn send_engine(&mut self, command: EngineCommand<'_>) -> Option<Ending> {
+        match self.engine.send(command).await {
+            Ok(()) => None,
+            Err(e) => Some(self.lost(&e)),
+        }
+    }
+
+    fn record(&mut self, role: Role, text: String) {
+        if text.trim().is_empty() {
+            return;
+        }
+        let entry = TranscriptEntry {
+            role,
+            text,
+            at: self.started.elapsed(),
+        };
+        if let Some(hook) = &self.env.hooks.on_transcript {
+            session::guarded("on_transcript", || hook(&self.ctx, &entry));
+        }
+        self.record.transcript.push(entry);
+    }
+}
