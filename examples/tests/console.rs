@@ -246,3 +246,111 @@ async fn an_unreachable_engine_exits_1_and_missing_key_exits_2_without_twilio_se
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown argument \"--bogus\""));
 }
+
+/// A tmux server of its own (its own socket), killed when the test ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Self {
+        Tmux {
+            socket: format!("patter-console-{}", std::process::id()),
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .await
+            .expect("tmux runs (.ci/run installs it)");
+        assert!(out.status.success(), "tmux {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// Waits until the pane shows `wanted`; terminal output announces nothing, so this reads
+    /// the screen every 50 ms, up to `WAIT`.
+    async fn wait_for(&self, wanted: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let screen = self.run(&["capture-pane", "-p", "-t", "console"]).await;
+            if screen.contains(wanted) {
+                return screen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{wanted:?} not on the screen within {WAIT:?}:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn typed_into_a_real_terminal_the_console_answers_and_hangs_up() {
+    let fake = FakeRealtime::start_with_model(shop_model).await;
+    let tmux = Tmux::new();
+    // A clean environment, as in the other tests; the shell stays to show the exit code.
+    let script = format!(
+        "env -i PATH=\"$PATH\" OPENAI_API_KEY=sk-console OPENAI_REALTIME_URL={} {} console \
+         --param store=north; echo \"exited with $?\"; read done",
+        fake.url(),
+        env!("CARGO_BIN_EXE_product_specialist"),
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "160",
+        "-y",
+        "50",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .await;
+    tmux.wait_for("agent: Hello! I can check stock").await;
+
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "console",
+        "Is SKU-1234 in stock?",
+        "Enter",
+    ])
+    .await;
+    let screen = tmux.wait_for("(turn 1: first text").await;
+    // The terminal shows what was typed; the console does not repeat it.
+    assert!(screen.contains("Is SKU-1234 in stock?"), "{screen}");
+    assert!(!screen.contains("you: "), "{screen}");
+    assert!(
+        screen.contains(r#"→ check_inventory {"product_id":"SKU-1234"}"#),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("agent: Here is what I found: {\"product_id\":\"SKU-1234\""),
+        "{screen}"
+    );
+
+    tmux.run(&["send-keys", "-t", "console", "/dtmf 5", "Enter"])
+        .await;
+    tmux.wait_for("(pressed 1 key)").await;
+    tmux.run(&["send-keys", "-t", "console", "/hangup", "Enter"])
+        .await;
+    tmux.wait_for("call ended: you hung up").await;
+    tmux.wait_for("exited with 0").await;
+    fake.assert_no_schema_violations();
+}

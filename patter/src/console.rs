@@ -31,12 +31,13 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::agent::{Agent, AgentSpec};
 use crate::call::{CallEnv, EndReason, Hooks, TextCall, TextEvent, TurnMetrics};
@@ -174,9 +175,8 @@ impl Console {
             }
         };
         let echo = !std::io::stdin().is_terminal();
-        let input = BufReader::new(tokio::io::stdin());
         match self
-            .run(config, options, input, tokio::io::stdout(), echo)
+            .run_lines(config, options, stdin_lines(), tokio::io::stdout(), echo)
             .await
         {
             Ok(reason) => exit_code(&reason),
@@ -204,6 +204,22 @@ impl Console {
     ) -> Result<EndReason, ConsoleError>
     where
         R: AsyncBufRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        self.run_lines(config, options, input.lines(), output, echo)
+            .await
+    }
+
+    async fn run_lines<L, W>(
+        self,
+        config: LocalConfig,
+        options: ConsoleOptions,
+        input: L,
+        output: W,
+        echo: bool,
+    ) -> Result<EndReason, ConsoleError>
+    where
+        L: LineSource,
         W: AsyncWrite + Unpin,
     {
         let agent = self.agent.map_err(ConsoleError::Agent)?;
@@ -256,17 +272,16 @@ fn exit_code(reason: &EndReason) -> ExitCode {
 /// Feeds the caller's lines in and the agent's events out until the call ends. Input that is
 /// not a terminal (`echo`) is a script: each line is read once the agent has answered the
 /// one before, and shown as it is sent.
-async fn converse<R, W>(
+async fn converse<L, W>(
     mut call: TextCall,
-    input: R,
+    mut lines: L,
     out: &mut Output<W>,
     echo: bool,
 ) -> Result<EndReason, ConsoleError>
 where
-    R: AsyncBufRead + Unpin,
+    L: LineSource,
     W: AsyncWrite + Unpin,
 {
-    let mut lines = input.lines();
     let mut input_open = true;
     // Lines said whose turn has not ended: at the end of input, the call waits for them.
     let mut unanswered = 0usize;
@@ -322,6 +337,41 @@ where
     }
     let summary = call.finish().await;
     Ok(reason.unwrap_or(summary.reason))
+}
+
+/// Where the caller's lines come from. `next_line` must be cancel-safe: the console reads
+/// in a `select!` with the call's events.
+trait LineSource {
+    fn next_line(&mut self) -> impl Future<Output = std::io::Result<Option<String>>>;
+}
+
+impl<R: AsyncBufRead + Unpin> LineSource for tokio::io::Lines<R> {
+    async fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        tokio::io::Lines::next_line(self).await
+    }
+}
+
+/// The terminal's lines, read on a thread of their own. Tokio's `stdin` reads on its
+/// blocking pool, and a read that waits for a key would then keep the program from exiting
+/// when the call ends; a plain thread does not.
+struct StdinLines(tokio::sync::mpsc::UnboundedReceiver<std::io::Result<String>>);
+
+fn stdin_lines() -> StdinLines {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    StdinLines(rx)
+}
+
+impl LineSource for StdinLines {
+    async fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        self.0.recv().await.transpose()
+    }
 }
 
 enum Command<'a> {

@@ -61,6 +61,8 @@ pub enum ModelReply {
         /// Its arguments.
         arguments: Value,
     },
+    /// A response that starts and never finishes.
+    Stall,
     /// An `error` event instead of a response (what a refused `response.create` gets).
     Error {
         /// The code.
@@ -94,6 +96,7 @@ pub fn reply_events(n: u64, reply: &ModelReply) -> (Vec<Value>, Vec<Value>) {
     let response_id = format!("resp_model{n:04}");
     let item_id = format!("item_model{n:04}");
     match reply {
+        ModelReply::Stall => (vec![text_response_created(&response_id)], Vec::new()),
         ModelReply::Error { code, message } => (
             vec![json!({
                 "type": "error", "event_id": next_event_id(),

@@ -15,6 +15,7 @@
 //! uses [`DEFAULT_TIMEOUT`]) and is woken by the event it waits for; only
 //! [`load::wait_until`] polls, for states that announce no event (another process's figures).
 
+pub mod fake_judge;
 pub mod fake_model;
 pub mod fake_openai;
 pub mod fake_twilio;

@@ -261,10 +261,10 @@ impl TestCallBuilder {
     }
 }
 
-type Answer = Arc<dyn Fn(JsonValue) -> JsonValue + Send + Sync>;
+pub(super) type Answer = Arc<dyn Fn(JsonValue) -> JsonValue + Send + Sync>;
 
 /// A tool put in place of one of the agent's.
-enum Replacement {
+pub(super) enum Replacement {
     Tool(Arc<dyn Tool>),
     Stub { name: String, answer: Answer },
 }
@@ -290,7 +290,7 @@ impl Replacement {
 }
 
 /// The agent with each replacement in place of its tool of the same name.
-fn with_replacements(mut agent: AgentSpec, replacements: Vec<Replacement>) -> AgentSpec {
+pub(super) fn with_replacements(mut agent: AgentSpec, replacements: Vec<Replacement>) -> AgentSpec {
     if replacements.is_empty() {
         return agent;
     }

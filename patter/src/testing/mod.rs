@@ -71,6 +71,7 @@
 //! ```
 
 mod builder;
+mod conversation;
 mod engine;
 mod phone;
 mod reply;
@@ -85,6 +86,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use self::builder::TestCallBuilder;
+pub use self::conversation::{
+    Conversation, Judge, JudgeError, RepeatReport, Turn, TurnExpect, Verdict, repeat,
+};
 use self::engine::Said;
 use self::phone::Sent;
 pub use self::reply::{SentCommand, ToolReply};
