@@ -413,3 +413,20 @@ async fn repeat_reports_the_pass_rate_and_fails_below_the_minimum() {
     );
     assert_eq!(fake.connections(), 4);
 }
+
+#[tokio::test]
+async fn a_transfer_ends_the_conversation_and_says_where_to() {
+    let fake = FakeRealtime::start_with_model(|_: &ModelInput| {
+        ModelReply::call("transfer_call", json!({ "number": "+15550123" }))
+    })
+    .await;
+    let mut conv = customer_service(&fake);
+    let turn = conv.user_says("Put me through to a person").await;
+    let _ = turn.expect().tool_called("transfer_call").call_ended();
+    assert_eq!(
+        turn.ended(),
+        Some(&EndReason::Transferred {
+            to: "+15550123".to_owned()
+        })
+    );
+}
