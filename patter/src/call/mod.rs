@@ -10,6 +10,7 @@ mod actions;
 mod closing;
 mod env;
 mod hooks;
+mod jobs;
 mod playback;
 #[doc(hidden)]
 pub mod relay;

@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, warn};
 
-use super::actions::{self, ActionsOutcome};
 use super::closing::Closing;
+use super::jobs::{self, Job, Settled, ToolDone};
 use super::playback::Playback;
 use super::relay::{AgentAudio, AudioRelay};
 use super::setup::{self, HOOK_TIMEOUT};
@@ -26,7 +26,7 @@ use super::turns::{Next, Turns};
 use super::{CallEnv, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
 use crate::carrier::{CarrierCommand, CarrierError, CarrierEvent, CarrierLeg};
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession};
-use crate::tool::{CallAction, CallContext, DispatchOutcome, ToolError, ToolSet};
+use crate::tool::{CallContext, ToolSet};
 
 /// How long closing a leg or the engine session may take before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,30 +78,38 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
     .await
 }
 
-/// What a finished background job reports to the session loop.
-enum Job {
-    Tool {
-        response_id: String,
-        call_id: String,
-        name: String,
-        arguments: String,
-        outcome: DispatchOutcome,
-    },
-    Actions {
-        response_id: String,
-        call_id: String,
-        /// The tool's result, handed to the model if the call goes on.
-        output: String,
-        outcome: ActionsOutcome,
-    },
-}
-
 /// What the call keeps for its summary.
 #[derive(Default)]
 pub(super) struct Record {
     pub(super) transcript: Vec<TranscriptEntry>,
     pub(super) tool_calls: Vec<ToolCallRecord>,
     pub(super) malformed_frames: u64,
+}
+
+impl Record {
+    /// Adds a finished turn of the conversation (an empty one is left out) and runs
+    /// `on_transcript`.
+    pub(super) fn add(
+        &mut self,
+        env: &CallEnv,
+        ctx: &CallContext,
+        started: Instant,
+        role: Role,
+        text: String,
+    ) {
+        if text.trim().is_empty() {
+            return;
+        }
+        let entry = TranscriptEntry {
+            role,
+            text,
+            at: started.elapsed(),
+        };
+        if let Some(hook) = &env.hooks.on_transcript {
+            guarded("on_transcript", || hook(ctx, &entry));
+        }
+        self.transcript.push(entry);
+    }
 }
 
 /// How the loop ended, and whether the call must still be hung up through call control.
@@ -425,48 +433,25 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             debug!(call_id, "repeated function call ignored");
             return;
         }
-        let tools = self.tools.clone();
-        let ctx = self.ctx.clone();
-        let (response_id, call_id) = (response_id.to_owned(), call_id.to_owned());
-        let (name, arguments) = (name.to_owned(), arguments.to_owned());
-        self.jobs.spawn(
-            async move {
-                let outcome = tools
-                    .dispatch_with_id(&name, &arguments, &ctx, &call_id)
-                    .await;
-                Job::Tool {
-                    response_id,
-                    call_id,
-                    name,
-                    arguments,
-                    outcome,
-                }
-            }
-            .in_current_span(),
+        jobs::spawn_tool(
+            &mut self.jobs,
+            &self.tools,
+            &self.ctx,
+            (response_id, call_id),
+            (name, arguments),
         );
     }
 
     async fn on_job(&mut self, job: Job) -> Option<Ending> {
         match job {
-            Job::Tool {
-                response_id,
-                call_id,
-                name,
-                arguments,
-                outcome,
-            } => {
-                self.record.tool_calls.push(ToolCallRecord {
-                    name,
-                    arguments,
-                    output: outcome.output.clone(),
-                    ok: outcome.is_ok(),
-                });
-                if outcome.actions.is_empty() {
+            Job::Tool(done) => {
+                self.record.tool_calls.push(done.record());
+                if done.outcome.actions.is_empty() {
                     return self
-                        .answer_tool(&response_id, &call_id, &outcome.output)
+                        .answer_tool(&done.response_id, &done.call_id, &done.outcome.output)
                         .await;
                 }
-                self.start_actions(response_id, call_id, outcome.output, outcome.actions);
+                self.start_actions(done);
                 None
             }
             Job::Actions {
@@ -474,16 +459,12 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 call_id,
                 output,
                 outcome,
-            } => match outcome {
-                ActionsOutcome::Ended(reason) => {
+            } => match jobs::settle(output, outcome) {
+                Settled::Ended(reason) => {
                     self.turns.settled(&response_id);
                     Some(Ending::new(reason))
                 }
-                ActionsOutcome::Failed(message) => {
-                    let output = ToolError::Failed(message).to_model_json();
-                    self.answer_tool(&response_id, &call_id, &output).await
-                }
-                ActionsOutcome::Done => self.answer_tool(&response_id, &call_id, &output).await,
+                Settled::Answer(output) => self.answer_tool(&response_id, &call_id, &output).await,
             },
         }
     }
@@ -513,30 +494,16 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
 
     /// A tool's hang-up or transfer runs after the agent's words have played, on its own
     /// task.
-    fn start_actions(
-        &mut self,
-        response_id: String,
-        call_id: String,
-        output: String,
-        actions: Vec<CallAction>,
-    ) {
-        let control = std::sync::Arc::clone(&self.env.control);
-        let call = self.ctx.call_id().to_owned();
+    fn start_actions(&mut self, done: ToolDone) {
         self.speaking.send_replace(self.is_speaking());
         let speaking = self.speaking.subscribe();
-        let wait = self.env.limits.goodbye_wait;
-        self.jobs.spawn(
-            async move {
-                let outcome =
-                    actions::carry_out(control.as_ref(), &call, &actions, speaking, wait).await;
-                Job::Actions {
-                    response_id,
-                    call_id,
-                    output,
-                    outcome,
-                }
-            }
-            .in_current_span(),
+        jobs::spawn_actions(
+            &mut self.jobs,
+            &self.env.control,
+            self.ctx.call_id(),
+            done,
+            speaking,
+            self.env.limits.goodbye_wait,
         );
     }
 
@@ -560,18 +527,8 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
     }
 
     fn record(&mut self, role: Role, text: String) {
-        if text.trim().is_empty() {
-            return;
-        }
-        let entry = TranscriptEntry {
-            role,
-            text,
-            at: self.started.elapsed(),
-        };
-        if let Some(hook) = &self.env.hooks.on_transcript {
-            guarded("on_transcript", || hook(&self.ctx, &entry));
-        }
-        self.record.transcript.push(entry);
+        self.record
+            .add(self.env, &self.ctx, self.started, role, text);
     }
 
     fn is_speaking(&self) -> bool {

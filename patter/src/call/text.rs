@@ -20,14 +20,14 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, warn};
 
-use super::actions::{self, ActionsOutcome};
+use super::jobs::{self, Job, Settled};
 use super::session::{self, Ending, Record};
 use super::setup;
 use super::turns::{Next, Turns};
-use super::{CallEnv, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
+use super::{CallEnv, CallSummary, EndReason, Role};
 use crate::carrier::{CallControl, ControlError};
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, Modality};
-use crate::tool::{CallAction, CallContext, DispatchOutcome, ToolError, ToolSet};
+use crate::tool::{CallContext, ToolSet};
 
 /// What happened in a text conversation, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -281,26 +281,6 @@ async fn run<E: Engine>(
     .await
 }
 
-/// A tool's result, back from its task.
-struct ToolDone {
-    response_id: String,
-    call_id: String,
-    name: String,
-    arguments: String,
-    outcome: DispatchOutcome,
-    duration: Duration,
-}
-
-enum Job {
-    Tool(ToolDone),
-    Actions {
-        response_id: String,
-        call_id: String,
-        output: String,
-        outcome: ActionsOutcome,
-    },
-}
-
 /// The turn in progress.
 struct Turn {
     started: Instant,
@@ -546,59 +526,41 @@ impl<S: EngineSession> TextSession<'_, S> {
             name: name.to_owned(),
             arguments: arguments.to_owned(),
         });
-        let tools = self.tools.clone();
-        let ctx = self.ctx.clone();
-        let (response_id, call_id) = (response_id.to_owned(), call_id.to_owned());
-        let (name, arguments) = (name.to_owned(), arguments.to_owned());
-        self.jobs.spawn(
-            async move {
-                let began = Instant::now();
-                let outcome = tools
-                    .dispatch_with_id(&name, &arguments, &ctx, &call_id)
-                    .await;
-                Job::Tool(ToolDone {
-                    response_id,
-                    call_id,
-                    name,
-                    arguments,
-                    outcome,
-                    duration: began.elapsed(),
-                })
-            }
-            .in_current_span(),
+        jobs::spawn_tool(
+            &mut self.jobs,
+            &self.tools,
+            &self.ctx,
+            (response_id, call_id),
+            (name, arguments),
         );
     }
 
     async fn on_job(&mut self, job: Job) -> Option<Ending> {
         match job {
             Job::Tool(done) => {
-                let ToolDone {
-                    response_id,
-                    call_id,
-                    name,
-                    arguments,
-                    outcome,
-                    duration,
-                } = done;
                 self.emit(TextEvent::ToolResult {
-                    call_id: call_id.clone(),
-                    name: name.clone(),
-                    output: outcome.output.clone(),
-                    ok: outcome.is_ok(),
-                    duration,
+                    call_id: done.call_id.clone(),
+                    name: done.name.clone(),
+                    output: done.outcome.output.clone(),
+                    ok: done.outcome.is_ok(),
+                    duration: done.duration,
                 });
-                self.record.tool_calls.push(ToolCallRecord {
-                    name,
-                    arguments,
-                    output: outcome.output.clone(),
-                    ok: outcome.is_ok(),
-                });
-                if outcome.actions.is_empty() {
+                self.record.tool_calls.push(done.record());
+                if done.outcome.actions.is_empty() {
                     return self
-                        .answer_tool(&response_id, &call_id, &outcome.output)
+                        .answer_tool(&done.response_id, &done.call_id, &done.outcome.output)
                         .await;
                 }
-                self.start_actions(response_id, call_id, outcome.output, outcome.actions);
+                // There is no speech to wait for: a hang-up or transfer happens at once.
+                let (_speaking, silent) = watch::channel(false);
+                jobs::spawn_actions(
+                    &mut self.jobs,
+                    &self.env.control,
+                    self.ctx.call_id(),
+                    done,
+                    silent,
+                    Duration::ZERO,
+                );
                 None
             }
             Job::Actions {
@@ -606,45 +568,14 @@ impl<S: EngineSession> TextSession<'_, S> {
                 call_id,
                 output,
                 outcome,
-            } => match outcome {
-                ActionsOutcome::Ended(reason) => {
+            } => match jobs::settle(output, outcome) {
+                Settled::Ended(reason) => {
                     self.turns.settled(&response_id);
                     Some(Ending::new(reason))
                 }
-                ActionsOutcome::Failed(message) => {
-                    let output = ToolError::Failed(message).to_model_json();
-                    self.answer_tool(&response_id, &call_id, &output).await
-                }
-                ActionsOutcome::Done => self.answer_tool(&response_id, &call_id, &output).await,
+                Settled::Answer(output) => self.answer_tool(&response_id, &call_id, &output).await,
             },
         }
-    }
-
-    /// A hang-up or transfer: there is no speech to wait for, so it happens at once.
-    fn start_actions(
-        &mut self,
-        response_id: String,
-        call_id: String,
-        output: String,
-        actions: Vec<CallAction>,
-    ) {
-        let control = Arc::clone(&self.env.control);
-        let call = self.ctx.call_id().to_owned();
-        let (_speaking, silent) = watch::channel(false);
-        self.jobs.spawn(
-            async move {
-                let outcome =
-                    actions::carry_out(control.as_ref(), &call, &actions, silent, Duration::ZERO)
-                        .await;
-                Job::Actions {
-                    response_id,
-                    call_id,
-                    output,
-                    outcome,
-                }
-            }
-            .in_current_span(),
-        );
     }
 
     async fn answer_tool(
@@ -681,17 +612,7 @@ impl<S: EngineSession> TextSession<'_, S> {
     }
 
     fn record(&mut self, role: Role, text: String) {
-        if text.trim().is_empty() {
-            return;
-        }
-        let entry = TranscriptEntry {
-            role,
-            text,
-            at: self.started.elapsed(),
-        };
-        if let Some(hook) = &self.env.hooks.on_transcript {
-            session::guarded("on_transcript", || hook(&self.ctx, &entry));
-        }
-        self.record.transcript.push(entry);
+        self.record
+            .add(self.env, &self.ctx, self.started, role, text);
     }
 }
