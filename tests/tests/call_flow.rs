@@ -353,17 +353,22 @@ async fn barge_in_clears_twilio_and_truncates_at_what_was_heard() {
         ));
     }
     call.stream.wait_for_marks(3, WAIT).await.expect("marks");
-    // The first 100 ms played (its mark came back); the caller talks at 1180 ms.
+    // The first 100 ms played: its mark comes back when the inbound clock reads 1100 ms.
+    // The caller talks at 1170 ms: 100 ms heard, plus 70 ms of clock less one 20 ms frame.
+    call.stream
+        .send_media(1100, &mulaw_b64(160, 5))
+        .await
+        .expect("media");
     let first = call.stream.marks_received()[0].clone();
     call.stream.send_mark(&first).await.expect("echo");
     call.stream
-        .send_media(1180, &mulaw_b64(160, 5))
+        .send_media(1170, &mulaw_b64(160, 5))
         .await
         .expect("media");
-    conn.wait_for_count("input_audio_buffer.append", 2, WAIT)
+    conn.wait_for_count("input_audio_buffer.append", 3, WAIT)
         .await
         .expect("append");
-    conn.send(patter_tests::fake_openai::speech_started("item_u", 1180));
+    conn.send(patter_tests::fake_openai::speech_started("item_u", 1170));
 
     let truncate = conn
         .wait_for_event("conversation.item.truncate", WAIT)
@@ -371,7 +376,7 @@ async fn barge_in_clears_twilio_and_truncates_at_what_was_heard() {
         .expect("truncate");
     assert_eq!(
         truncate,
-        json!({"type": "conversation.item.truncate", "item_id": "item_b", "content_index": 0, "audio_end_ms": 180})
+        json!({"type": "conversation.item.truncate", "item_id": "item_b", "content_index": 0, "audio_end_ms": 150})
     );
     call.stream.wait_for_clears(1, WAIT).await.expect("clear");
 
@@ -394,7 +399,7 @@ async fn barge_in_clears_twilio_and_truncates_at_what_was_heard() {
         .send_media(9000, &mulaw_b64(160, 7))
         .await
         .expect("media");
-    conn.wait_for_count("input_audio_buffer.append", 3, WAIT)
+    conn.wait_for_count("input_audio_buffer.append", 4, WAIT)
         .await
         .expect("append");
     conn.send(patter_tests::fake_openai::speech_started("item_u3", 9000));

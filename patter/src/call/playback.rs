@@ -1,20 +1,30 @@
 //! How much of the agent's audio the caller has heard: marks sent and echoed, and the
 //! inbound clock, for barge-in truncation and for waiting until a goodbye has played.
+//!
+//! An echoed mark is proof: its audio has played. Between echoes the position is estimated
+//! from the inbound clock, counted from the last echo (so the carrier's own playout delay,
+//! which the clock does not see, is not counted as heard), less one frame for the clock's
+//! granularity, and never past the next mark not yet echoed. The estimate errs towards
+//! less: the model had better repeat a word than believe the caller heard one they did
+//! not (a real browser playing through the softphone showed the start-of-item clock
+//! overshooting by its output latency).
 
 use std::collections::VecDeque;
 
 /// μ-law 8 kHz: one byte per sample, 8 bytes per millisecond.
 const MULAW_BYTES_PER_MS: u64 = 8;
+/// One inbound frame: how far behind the inbound clock may be.
+const FRAME_MS: u64 = 20;
 
 #[derive(Debug)]
 struct Item {
     id: String,
-    /// The inbound clock when this item's first audio was forwarded.
-    start_ts: u64,
     /// Audio forwarded for this item, in μ-law bytes.
     sent_bytes: u64,
     /// Audio Twilio confirmed played (last echoed mark), in ms.
     confirmed_ms: u64,
+    /// The inbound clock when that confirmation came (the item's start before one).
+    confirmed_ts: u64,
 }
 
 #[derive(Debug)]
@@ -73,9 +83,9 @@ impl Playback {
             }
             self.item = Some(Item {
                 id: item_id.to_owned(),
-                start_ts: self.latest_inbound_ts,
                 sent_bytes: 0,
                 confirmed_ms: 0,
+                confirmed_ts: self.latest_inbound_ts,
             });
         }
         let mut end_ms = 0;
@@ -105,8 +115,10 @@ impl Playback {
         for mark in self.pending.drain(..=index) {
             if mark.same_item
                 && let Some(item) = &mut self.item
+                && mark.end_ms > item.confirmed_ms
             {
-                item.confirmed_ms = item.confirmed_ms.max(mark.end_ms);
+                item.confirmed_ms = mark.end_ms;
+                item.confirmed_ts = self.latest_inbound_ts;
             }
         }
     }
@@ -119,19 +131,35 @@ impl Playback {
     /// The caller started speaking: where to truncate the item being played, if any of it
     /// is still unplayed. Resets the state either way.
     ///
-    /// The position is the time since the item's first audio went out on the inbound clock,
-    /// raised to what echoed marks confirmed, and clamped to the audio actually sent.
+    /// The position is what echoed marks confirmed, plus the inbound clock since the last
+    /// echo (or since the item's first audio) less one frame, up to the first mark not yet
+    /// echoed: see the module documentation.
     pub(crate) fn barge_in(&mut self) -> Option<(String, u64)> {
         let item = self.item.take();
         let unplayed = !self.pending.is_empty();
-        self.pending.clear();
-        let item = item?;
+        let Some(item) = item else {
+            self.pending.clear();
+            return None;
+        };
         if !unplayed {
             return None;
         }
         let sent_ms = item.sent_bytes / MULAW_BYTES_PER_MS;
-        let elapsed = self.latest_inbound_ts.saturating_sub(item.start_ts);
-        Some((item.id, elapsed.max(item.confirmed_ms).min(sent_ms)))
+        // Not past the first mark still pending: its audio has not played yet.
+        let bound = self
+            .pending
+            .iter()
+            .find(|m| m.same_item)
+            .map_or(sent_ms, |m| m.end_ms.min(sent_ms));
+        let since = self
+            .latest_inbound_ts
+            .saturating_sub(item.confirmed_ts)
+            .saturating_sub(FRAME_MS);
+        let heard = (item.confirmed_ms + since)
+            .min(bound)
+            .max(item.confirmed_ms);
+        self.pending.clear();
+        Some((item.id, heard))
     }
 }
 
@@ -140,15 +168,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn truncation_uses_the_inbound_clock_clamped_to_audio_sent() {
+    fn truncation_counts_the_clock_from_the_last_echo_less_a_frame() {
+        let mut p = Playback::default();
+        p.on_inbound(1000);
+        let first = p.on_forwarded("item_a", 800); // 100 ms
+        p.on_forwarded("item_a", 800); // 200 ms
+        p.on_forwarded("item_a", 800); // 300 ms
+        p.on_inbound(1100);
+        p.on_mark(&first.to_string()); // 100 ms heard when the clock read 1100
+        p.on_inbound(1170);
+        assert_eq!(p.barge_in(), Some(("item_a".into(), 150)));
+        assert_eq!(p.barge_in(), None);
+    }
+
+    #[test]
+    fn the_estimate_stops_at_the_next_mark_not_yet_echoed() {
         let mut p = Playback::default();
         p.on_inbound(1000);
         p.on_forwarded("item_a", 800); // 100 ms
         p.on_forwarded("item_a", 800); // 200 ms
-        p.on_inbound(1150);
-        assert_eq!(p.barge_in(), Some(("item_a".into(), 150)));
-        // Nothing left to truncate afterwards.
-        assert_eq!(p.barge_in(), None);
+        p.on_inbound(1500); // the clock says 480 ms, but the first mark has not come back
+        assert_eq!(p.barge_in(), Some(("item_a".into(), 100)));
     }
 
     #[test]
@@ -183,7 +223,7 @@ mod tests {
         p.on_inbound(900);
         p.on_forwarded("item_b", 8000); // starts at 900
         p.on_inbound(1000);
-        assert_eq!(p.barge_in(), Some(("item_b".into(), 100)));
+        assert_eq!(p.barge_in(), Some(("item_b".into(), 80)));
     }
 
     #[test]
