@@ -10,15 +10,20 @@ use std::sync::Arc;
 use patter::{Agent, Patter};
 
 /// Loads `.env`, sets up logging, reads the configuration and serves `agent` until Ctrl-C;
-/// with the argument `console`, talks to it in text instead (see `patter::console`).
+/// with the argument `console`, talks to it in text instead (see `patter::console`), and
+/// with `--softphone` (or `PATTER_SOFTPHONE=1`) serves the browser softphone
+/// (`patter::softphone`).
 ///
 /// A missing or malformed variable is one message naming each, and exit code 2.
 pub async fn serve(agent: impl Agent) -> ExitCode {
     // A missing .env file is fine: the variables may come from the environment.
     let _ = dotenvy::dotenv();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("console") {
-        // The conversation is on stdout; only warnings and errors go to stderr.
+    let console = args.first().map(String::as_str) == Some("console");
+    let softphone = patter::softphone::requested(&args);
+    if console || softphone {
+        // stdout is the conversation, or the one line with the softphone's address; only
+        // warnings and errors go to stderr.
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_env_filter(
@@ -26,9 +31,13 @@ pub async fn serve(agent: impl Agent) -> ExitCode {
                     .unwrap_or_else(|_| "warn".into()),
             )
             .init();
-        return patter::console::Console::new(agent)
-            .run_from_env(args)
-            .await;
+        return if console {
+            patter::console::Console::new(agent)
+                .run_from_env(args)
+                .await
+        } else {
+            patter::softphone::Softphone::run_from_env(agent).await
+        };
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -147,6 +147,13 @@ pub struct Config {
 #[derive(Clone)]
 pub struct LocalConfig {
     pub(crate) openai_api_key: Secret,
+    /// The port a local server (the softphone) listens on (`PORT`).
+    pub(crate) port: u16,
+    /// The address it binds, if set (`BIND_ADDRESS`); the softphone's default is loopback.
+    pub(crate) bind: Option<IpAddr>,
+    /// The softphone's token when set (`PATTER_DEV_TOKEN`) instead of a random one; it also
+    /// lets the softphone bind beyond loopback.
+    pub(crate) dev_token: Option<Secret>,
     pub(crate) openai_realtime_url: String,
     pub(crate) openai_live_url: String,
     pub(crate) system_tools: bool,
@@ -159,6 +166,16 @@ pub struct LocalConfig {
 }
 
 impl LocalConfig {
+    /// The port a local server listens on (`PORT`, default 8000).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The address a local server binds, if set (`BIND_ADDRESS`).
+    pub fn bind_address(&self) -> Option<IpAddr> {
+        self.bind
+    }
+
     /// The OpenAI Realtime endpoint.
     pub fn openai_realtime_url(&self) -> &str {
         &self.openai_realtime_url
@@ -189,6 +206,9 @@ impl fmt::Debug for LocalConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalConfig")
             .field("openai_api_key", &self.openai_api_key)
+            .field("port", &self.port)
+            .field("bind", &self.bind)
+            .field("dev_token", &self.dev_token)
             .field(
                 "openai_realtime_url",
                 &crate::util::redact_url(&self.openai_realtime_url),
@@ -333,6 +353,7 @@ pub(crate) const MODEL: &str = "PATTER_MODEL";
 pub(crate) const VOICE: &str = "PATTER_VOICE";
 pub(crate) const ENGINE: &str = "PATTER_ENGINE";
 pub(crate) const DELEGATION_MODEL: &str = "PATTER_DELEGATION_MODEL";
+pub(crate) const DEV_TOKEN: &str = "PATTER_DEV_TOKEN";
 
 const ALL: &[&str] = &[
     TWILIO_ACCOUNT_SID,
@@ -354,6 +375,7 @@ const ALL: &[&str] = &[
     VOICE,
     ENGINE,
     DELEGATION_MODEL,
+    DEV_TOKEN,
 ];
 
 impl ConfigBuilder {
@@ -492,6 +514,12 @@ impl ConfigBuilder {
         self.set(VOICE, voice)
     }
 
+    /// The softphone's token instead of a random one (`PATTER_DEV_TOKEN`); with it, the
+    /// softphone may bind beyond loopback.
+    pub fn dev_token(self, token: impl Into<String>) -> Self {
+        self.set(DEV_TOKEN, token)
+    }
+
     /// Checks every setting and reports every problem at once.
     pub fn build(self) -> Result<Config, ConfigError> {
         let mut problems = ConfigError::new();
@@ -521,23 +549,6 @@ impl ConfigBuilder {
                 }
             }
         };
-        let port = match self.get(PORT).map(str::trim) {
-            None | Some("") => DEFAULT_PORT,
-            Some(text) => text.parse::<u16>().unwrap_or_else(|_| {
-                problems.push(PORT, "must be a port number (1-65535)");
-                DEFAULT_PORT
-            }),
-        };
-        let bind = match self.get(BIND_ADDRESS).map(str::trim) {
-            None | Some("") => IpAddr::from([0, 0, 0, 0]),
-            Some(text) => text.parse().unwrap_or_else(|_| {
-                problems.push(
-                    BIND_ADDRESS,
-                    "must be an IP address like 0.0.0.0 or 127.0.0.1",
-                );
-                IpAddr::from([0, 0, 0, 0])
-            }),
-        };
         let local = self.local_settings(api_key, &mut problems);
         let twilio_api = endpoint(
             self.get(TWILIO_API_URL),
@@ -563,8 +574,8 @@ impl ConfigBuilder {
             twilio_auth_token: Secret::new(token),
             phone_number: phone,
             public_url,
-            port,
-            bind,
+            port: local.port,
+            bind: local.bind.unwrap_or(IpAddr::from([0, 0, 0, 0])),
             twilio_api_url: twilio_api.trim_end_matches('/').to_owned(),
             stream_secret,
             local,
@@ -597,6 +608,23 @@ impl ConfigBuilder {
 
     /// Reads the settings of [`LocalConfig`]; each problem is added to `problems`.
     fn local_settings(&self, api_key: String, problems: &mut ConfigError) -> LocalConfig {
+        let port = match self.get(PORT).map(str::trim) {
+            None | Some("") => DEFAULT_PORT,
+            Some(text) => text.parse::<u16>().unwrap_or_else(|_| {
+                problems.push(PORT, "must be a port number (1-65535)");
+                DEFAULT_PORT
+            }),
+        };
+        let bind = match self.get(BIND_ADDRESS).map(str::trim) {
+            None | Some("") => None,
+            Some(text) => text.parse().map(Some).unwrap_or_else(|_| {
+                problems.push(
+                    BIND_ADDRESS,
+                    "must be an IP address like 0.0.0.0 or 127.0.0.1",
+                );
+                None
+            }),
+        };
         let realtime = endpoint(
             self.get(OPENAI_REALTIME_URL),
             DEFAULT_OPENAI_REALTIME_URL,
@@ -658,6 +686,9 @@ impl ConfigBuilder {
         };
         LocalConfig {
             openai_api_key: Secret::new(api_key),
+            port,
+            bind,
+            dev_token: text(DEV_TOKEN).map(Secret::new),
             openai_realtime_url: realtime.trim_end_matches('/').to_owned(),
             openai_live_url: live.trim_end_matches('/').to_owned(),
             system_tools: self.system_tools.unwrap_or(true),

@@ -15,6 +15,7 @@ mod error;
 mod runtime;
 mod secret;
 mod server;
+pub mod softphone;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tool;
@@ -24,7 +25,8 @@ mod util;
 
 pub use audio::AudioFormat;
 pub use call::{
-    CallEnv, CallSetup, CallSummary, EndReason, Hooks, Role, ToolCallRecord, TranscriptEntry,
+    CallEnv, CallEvent, CallSetup, CallSummary, EndReason, Hooks, Role, ToolCallRecord,
+    TranscriptEntry,
 };
 pub use config::{Config, ConfigBuilder, Limits, LocalConfig};
 pub use error::{ConfigError, Error, Result};

@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 
 use crate::agent::Agent;
-use crate::call::{CallSetup, CallSummary, Hooks, TranscriptEntry};
+use crate::call::{CallEvent, CallSetup, CallSummary, Hooks, TranscriptEntry};
 use crate::config::{Config, ConfigBuilder};
 use crate::error::{ConfigError, Result};
 use crate::server;
@@ -95,6 +95,17 @@ impl Patter {
         F: Fn(&CallContext, char) + Send + Sync + 'static,
     {
         self.hooks = self.hooks.on_dtmf(hook);
+        self
+    }
+
+    /// Runs for everything a live view of the call shows, as it happens: transcript turns,
+    /// tool calls and results, and each answer's response time ([`CallEvent`]). It runs on
+    /// the call's own task: keep it quick.
+    pub fn on_event<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, &CallEvent<'_>) + Send + Sync + 'static,
+    {
+        self.hooks = self.hooks.on_event(hook);
         self
     }
 

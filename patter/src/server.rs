@@ -61,7 +61,7 @@ impl Drop for Slot<'_> {
 }
 
 impl CallSlots {
-    fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         CallSlots {
             active: AtomicUsize::new(0),
             max,

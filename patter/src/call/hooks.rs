@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 
 use super::{CallSummary, TranscriptEntry};
 use crate::tool::{CallContext, ToolSet};
+use std::time::Duration;
 
 /// What `on_call_start` may change for one call.
 #[derive(Debug, Clone, Default)]
@@ -56,9 +57,42 @@ impl CallSetup {
     }
 }
 
+/// Something a live view of a call shows, as it happens ([`Hooks::on_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallEvent<'a> {
+    /// A finished turn of the conversation.
+    Transcript(&'a TranscriptEntry),
+    /// The model called a tool.
+    ToolCalled {
+        /// The tool.
+        name: &'a str,
+        /// The model's arguments, as JSON text.
+        arguments: &'a str,
+    },
+    /// A tool finished.
+    ToolFinished {
+        /// The tool.
+        name: &'a str,
+        /// What the model is handed: the result, or an error JSON.
+        output: &'a str,
+        /// Whether it produced a result (not an error).
+        ok: bool,
+        /// How long it took.
+        duration: Duration,
+    },
+    /// The agent's first audio of an answer went to the caller: `after_speech` after the
+    /// engine heard the caller stop speaking (the response time the caller heard).
+    AgentAnswered {
+        /// From the caller's end of speech to the agent's first audio.
+        after_speech: Duration,
+    },
+}
+
 type StartHook = dyn Fn(CallContext) -> BoxFuture<'static, CallSetup> + Send + Sync;
 type TranscriptHook = dyn Fn(&CallContext, &TranscriptEntry) + Send + Sync;
 type DtmfHook = dyn Fn(&CallContext, char) + Send + Sync;
+type EventHook = dyn Fn(&CallContext, &CallEvent<'_>) + Send + Sync;
 type EndHook = dyn Fn(CallSummary) -> BoxFuture<'static, ()> + Send + Sync;
 
 /// The lifecycle hooks of every call: [`Patter`](crate::Patter) sets them for a server,
@@ -79,6 +113,7 @@ pub struct Hooks {
     pub(crate) on_call_start: Option<Arc<StartHook>>,
     pub(crate) on_transcript: Option<Arc<TranscriptHook>>,
     pub(crate) on_dtmf: Option<Arc<DtmfHook>>,
+    pub(crate) on_event: Option<Arc<EventHook>>,
     pub(crate) on_call_end: Option<Arc<EndHook>>,
 }
 
@@ -120,6 +155,32 @@ impl Hooks {
         self
     }
 
+    /// Runs for everything a live view of the call shows, as it happens: each finished turn
+    /// of the transcript, each tool call and its result, and how long the caller waited for
+    /// each answer. It runs on the call's own task: keep it quick (send to a channel).
+    pub fn on_event<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, &CallEvent<'_>) + Send + Sync + 'static,
+    {
+        self.on_event = Some(Arc::new(hook));
+        self
+    }
+
+    /// Adds `hook` after the `on_event` hook already set, if any.
+    pub(crate) fn also_on_event<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, &CallEvent<'_>) + Send + Sync + 'static,
+    {
+        self.on_event = Some(match self.on_event.take() {
+            Some(first) => Arc::new(move |ctx: &CallContext, event: &CallEvent<'_>| {
+                first(ctx, event);
+                hook(ctx, event);
+            }),
+            None => Arc::new(hook),
+        });
+        self
+    }
+
     /// Runs once when a call ends, however it ends, with the reason, duration, transcript
     /// and tool calls. It gets 10 s.
     pub fn on_call_end<F, Fut>(mut self, hook: F) -> Self
@@ -138,6 +199,7 @@ impl fmt::Debug for Hooks {
             .field("on_call_start", &self.on_call_start.is_some())
             .field("on_transcript", &self.on_transcript.is_some())
             .field("on_dtmf", &self.on_dtmf.is_some())
+            .field("on_event", &self.on_event.is_some())
             .field("on_call_end", &self.on_call_end.is_some())
             .finish()
     }

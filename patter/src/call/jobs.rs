@@ -10,8 +10,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::ToolCallRecord;
 use super::actions::{self, ActionsOutcome};
+use super::{CallEvent, ToolCallRecord};
 use crate::carrier::CallControl;
 use crate::tool::{CallContext, DispatchOutcome, ToolSet};
 
@@ -26,6 +26,16 @@ pub(super) struct ToolDone {
 }
 
 impl ToolDone {
+    /// What `on_event` is told of it.
+    pub(super) fn event(&self) -> CallEvent<'_> {
+        CallEvent::ToolFinished {
+            name: &self.name,
+            output: &self.outcome.output,
+            ok: self.outcome.is_ok(),
+            duration: self.duration,
+        }
+    }
+
     /// What the call's summary keeps of it.
     pub(super) fn record(&self) -> ToolCallRecord {
         ToolCallRecord {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::tool::CallContext;
 
 pub use env::CallEnv;
-pub use hooks::{CallSetup, Hooks};
+pub use hooks::{CallEvent, CallSetup, Hooks};
 pub use system_tools::system_tools;
 pub use text::{NotAKey, TextCall, TextEvent, TurnMetrics};
 

@@ -23,7 +23,7 @@ use super::playback::Playback;
 use super::relay::{AgentAudio, AudioRelay};
 use super::setup::{self, HOOK_TIMEOUT};
 use super::turns::{Next, Turns};
-use super::{CallEnv, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
+use super::{CallEnv, CallEvent, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
 use crate::carrier::{CarrierCommand, CarrierError, CarrierEvent, CarrierLeg};
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession};
 use crate::tool::{CallContext, ToolSet};
@@ -70,6 +70,7 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
             record: Record::default(),
             started,
             mark_name: String::new(),
+            speech_stopped: None,
         }
         .run()
         .await
@@ -108,6 +109,7 @@ impl Record {
         if let Some(hook) = &env.hooks.on_transcript {
             guarded("on_transcript", || hook(ctx, &entry));
         }
+        event(env, ctx, &CallEvent::Transcript(&entry));
         self.transcript.push(entry);
     }
 }
@@ -163,6 +165,8 @@ struct Session<'env, S: EngineSession, C: CarrierLeg> {
     started: Instant,
     /// Reused buffer for the name of the next mark.
     mark_name: String,
+    /// When the engine heard the caller stop speaking, until the agent's answer starts.
+    speech_stopped: Option<Instant>,
 }
 
 impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
@@ -343,6 +347,10 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 self.forward_agent_audio(&item_id, &audio).await
             }
             EngineEvent::SpeechStarted => self.barge_in().await,
+            EngineEvent::SpeechStopped => {
+                self.speech_stopped = Some(Instant::now());
+                None
+            }
             EngineEvent::FunctionCall {
                 response_id,
                 call_id,
@@ -410,6 +418,14 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             })
             .await;
         self.publish_speaking();
+        if let Some(stopped) = self.speech_stopped.take() {
+            let after_speech = stopped.elapsed();
+            event(
+                self.env,
+                &self.ctx,
+                &CallEvent::AgentAnswered { after_speech },
+            );
+        }
         carrier_result(sent)
     }
 
@@ -433,6 +449,11 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             debug!(call_id, "repeated function call ignored");
             return;
         }
+        event(
+            self.env,
+            &self.ctx,
+            &CallEvent::ToolCalled { name, arguments },
+        );
         jobs::spawn_tool(
             &mut self.jobs,
             &self.tools,
@@ -445,6 +466,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
     async fn on_job(&mut self, job: Job) -> Option<Ending> {
         match job {
             Job::Tool(done) => {
+                event(self.env, &self.ctx, &done.event());
                 self.record.tool_calls.push(done.record());
                 if done.outcome.actions.is_empty() {
                     return self
@@ -613,6 +635,13 @@ pub(super) fn keypad(env: &CallEnv, ctx: &CallContext, digit: char) {
     debug!("keypad press");
     if let Some(hook) = &env.hooks.on_dtmf {
         guarded("on_dtmf", || hook(ctx, digit));
+    }
+}
+
+/// Tells `on_event`, if set.
+pub(super) fn event(env: &CallEnv, ctx: &CallContext, event: &CallEvent<'_>) {
+    if let Some(hook) = &env.hooks.on_event {
+        guarded("on_event", || hook(ctx, event));
     }
 }
 

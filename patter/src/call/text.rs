@@ -24,7 +24,7 @@ use super::jobs::{self, Job, Settled};
 use super::session::{self, Ending, Record};
 use super::setup;
 use super::turns::{Next, Turns};
-use super::{CallEnv, CallSummary, EndReason, Role};
+use super::{CallEnv, CallEvent, CallSummary, EndReason, Role};
 use crate::carrier::{CallControl, ControlError};
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, Modality};
 use crate::tool::{CallContext, ToolSet};
@@ -497,6 +497,7 @@ impl<S: EngineSession> TextSession<'_, S> {
             EngineEvent::UserTranscript { .. }
             | EngineEvent::Audio { .. }
             | EngineEvent::SpeechStarted
+            | EngineEvent::SpeechStopped
             | EngineEvent::Ignored => None,
         }
     }
@@ -526,6 +527,11 @@ impl<S: EngineSession> TextSession<'_, S> {
             name: name.to_owned(),
             arguments: arguments.to_owned(),
         });
+        session::event(
+            self.env,
+            &self.ctx,
+            &CallEvent::ToolCalled { name, arguments },
+        );
         jobs::spawn_tool(
             &mut self.jobs,
             &self.tools,
@@ -538,6 +544,7 @@ impl<S: EngineSession> TextSession<'_, S> {
     async fn on_job(&mut self, job: Job) -> Option<Ending> {
         match job {
             Job::Tool(done) => {
+                session::event(self.env, &self.ctx, &done.event());
                 self.emit(TextEvent::ToolResult {
                     call_id: done.call_id.clone(),
                     name: done.name.clone(),

@@ -205,6 +205,8 @@ pub enum EngineEvent<'a> {
     },
     /// The caller started speaking: the agent must stop.
     SpeechStarted,
+    /// The caller stopped speaking: the agent's answer is awaited from now.
+    SpeechStopped,
     /// The model wants a tool called.
     FunctionCall {
         /// The response it belongs to.

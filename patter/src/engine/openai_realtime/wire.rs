@@ -171,6 +171,7 @@ pub fn parse_event(raw: &str) -> Result<EngineEvent<'_>, serde_json::Error> {
             None => EngineEvent::Ignored,
         },
         "input_audio_buffer.speech_started" => EngineEvent::SpeechStarted,
+        "input_audio_buffer.speech_stopped" => EngineEvent::SpeechStopped,
         "response.function_call_arguments.done" => EngineEvent::FunctionCall {
             response_id: text(v.response_id),
             call_id: text(v.call_id),
