@@ -143,6 +143,10 @@ mod against_fakes {
         let out = scenarios(&[]).output().await.expect("they run");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}");
+        assert!(
+            stdout.contains("all 3 runs skipped (no OPENAI_API_KEY)"),
+            "{stdout}"
+        );
         assert!(stdout.contains("test result: ok. 2 passed"), "{stdout}");
         assert_eq!(
             stdout

@@ -684,11 +684,25 @@ impl ConfigBuilder {
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
+        // The token travels in a URL fragment and as a WebSocket subprotocol, and guards a
+        // softphone reachable beyond loopback: URL- and header-safe, and not guessable.
+        let dev_token = text(DEV_TOKEN);
+        if let Some(token) = &dev_token
+            && (token.len() < 16
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b)))
+        {
+            problems.push(
+                DEV_TOKEN,
+                "must be at least 16 characters of A-Z, a-z, 0-9, '.', '_', '~' or '-'",
+            );
+        }
         LocalConfig {
             openai_api_key: Secret::new(api_key),
             port,
             bind,
-            dev_token: text(DEV_TOKEN).map(Secret::new),
+            dev_token: dev_token.map(Secret::new),
             openai_realtime_url: realtime.trim_end_matches('/').to_owned(),
             openai_live_url: live.trim_end_matches('/').to_owned(),
             system_tools: self.system_tools.unwrap_or(true),

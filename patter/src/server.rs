@@ -88,7 +88,7 @@ impl CallSlots {
     }
 
     /// Waits until no call is in progress.
-    async fn idle(&self) {
+    pub(crate) async fn idle(&self) {
         loop {
             let changed = self.changed.notified();
             if self.active() == 0 {

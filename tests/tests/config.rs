@@ -217,3 +217,43 @@ fn the_engine_and_its_endpoints_are_settings() {
         "{bad}"
     );
 }
+
+#[test]
+fn the_softphone_needs_only_the_openai_key_and_a_dev_token_must_be_url_safe_and_long() {
+    let local = patter::ConfigBuilder::default()
+        .openai_api_key("sk-local")
+        .build_local()
+        .expect("only the key");
+    assert_eq!(local.port(), patter::config::DEFAULT_PORT);
+    assert_eq!(local.bind_address(), None);
+    for bad in [
+        "short-token",
+        "sixteen+chars/with=base64",
+        "has spaces in it, sure",
+    ] {
+        let err = patter::ConfigBuilder::default()
+            .openai_api_key("sk-local")
+            .dev_token(bad)
+            .build_local()
+            .expect_err(bad);
+        assert!(
+            err.to_string()
+                .contains("PATTER_DEV_TOKEN must be at least 16 characters"),
+            "{err}"
+        );
+    }
+    let err = patter::ConfigBuilder::default()
+        .build_local()
+        .expect_err("no key");
+    assert_eq!(err.missing().collect::<Vec<_>>(), ["OPENAI_API_KEY"]);
+    let secret = "a-dev-token_0123456789";
+    let local = patter::ConfigBuilder::default()
+        .openai_api_key("sk-local")
+        .dev_token(secret)
+        .build_local()
+        .expect("a good token");
+    assert!(
+        !format!("{local:?}").contains(secret),
+        "the token is not in Debug output"
+    );
+}

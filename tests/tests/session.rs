@@ -699,3 +699,50 @@ async fn a_gpt_live_agent_is_scripted_the_same_way() {
     call.caller_hangs_up().await;
     assert_eq!(call.ended().await.reason, EndReason::StreamStopped);
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_event_reports_transcript_tools_and_the_wait_for_each_answer() {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = Arc::clone(&seen);
+    let hooks = Hooks::new().on_event(move |_, event| {
+        let line = match event {
+            patter::CallEvent::Transcript(entry) => format!("{:?}: {}", entry.role, entry.text),
+            patter::CallEvent::ToolCalled { name, arguments } => format!("call {name} {arguments}"),
+            patter::CallEvent::ToolFinished { name, ok, .. } => format!("done {name} ok={ok}"),
+            patter::CallEvent::AgentAnswered { after_speech } => {
+                format!("answered after {} ms", after_speech.as_millis())
+            }
+            other => format!("{other:?}"),
+        };
+        log.lock().expect("log").push(line);
+    });
+    let mut call = TestCall::new(agent()).hooks(hooks).start().await;
+    call.caller_says("Where is my order?").await;
+    call.advance(Duration::from_millis(180)).await;
+    call.model_says("Let me check.").await;
+    call.model_calls("get_order_status", json!({ "order_id": "ORD-1" }))
+        .await;
+    // Audio of an answer already given is not timed again.
+    call.model_says("It has shipped.").await;
+    let seen = seen.lock().expect("log").clone();
+    assert_eq!(
+        seen.iter()
+            .filter(|l| l.starts_with("answered"))
+            .collect::<Vec<_>>(),
+        ["answered after 180 ms"],
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&"Caller: Where is my order?".to_owned()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&r#"call get_order_status {"order_id":"ORD-1"}"#.to_owned()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("done get_order_status ok=")),
+        "{seen:?}"
+    );
+}

@@ -193,7 +193,7 @@ fn local(fake: &FakeRealtime) -> LocalConfig {
         .expect("settings")
 }
 
-/// A softphone on a loopback port, its calls' end and keys reported on channels.
+/// A softphone on a loopback port: the address to open, the address, and its stop switch.
 async fn serve(softphone: Softphone) -> (String, SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -706,6 +706,49 @@ async fn refused_requests_never_open_an_engine_session_and_a_right_one_does() {
     fake.wait_for_conn(0, WAIT)
         .await
         .expect("an engine session");
+}
+
+#[tokio::test]
+async fn on_shutdown_a_call_in_progress_says_goodbye_and_ends() {
+    let fake = FakeRealtime::start().await;
+    let mut limits = patter::Limits::default();
+    limits.goodbye_wait = Duration::from_millis(200);
+    let config = ConfigBuilder::default()
+        .openai_api_key("sk-softphone")
+        .openai_realtime_url(fake.url())
+        .limits(limits)
+        .build_local()
+        .expect("settings");
+    let (ended_tx, mut ended) = mpsc::unbounded_channel();
+    let hooks = Hooks::new().on_call_end(move |summary| {
+        let ended_tx = ended_tx.clone();
+        async move {
+            let _ = ended_tx.send(summary.reason);
+        }
+    });
+    let (url, addr, stop) = serve(Softphone::new(ProductSpecialist, config).hooks(hooks)).await;
+    let mut socket = upgrade(
+        addr,
+        "/softphone/media",
+        &page_headers(addr, &token_of(&url)),
+    )
+    .await
+    .expect("accepted");
+    start_call(&mut socket, 1).await;
+    let conn = fake
+        .wait_for_conn(0, WAIT)
+        .await
+        .expect("an engine session");
+    let _ = stop.send(());
+    // The goodbye is asked for, and the call ends when its time is up.
+    conn.wait_for_count("response.create", 2, WAIT)
+        .await
+        .expect("the first message, then the goodbye");
+    let reason = tokio::time::timeout(WAIT, ended.recv())
+        .await
+        .expect("on_call_end in time")
+        .expect("a reason");
+    assert_eq!(reason, EndReason::Shutdown);
 }
 
 #[tokio::test]

@@ -165,8 +165,10 @@ struct Session<'env, S: EngineSession, C: CarrierLeg> {
     started: Instant,
     /// Reused buffer for the name of the next mark.
     mark_name: String,
-    /// When the engine heard the caller stop speaking, until the agent's answer starts.
-    speech_stopped: Option<Instant>,
+    /// When the engine heard the caller stop speaking, and the responses started since:
+    /// the first audio of one of them is the answer the caller waited for (a response that
+    /// calls tools has none; the one after the tools does).
+    speech_stopped: Option<(Instant, Vec<String>)>,
 }
 
 impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
@@ -336,6 +338,9 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 }
             }
             EngineEvent::ResponseStarted { response_id } => {
+                if let Some((_, since)) = &mut self.speech_stopped {
+                    since.push(response_id.to_string());
+                }
                 if let Some(closing) = &mut self.closing {
                     closing.on_response_started();
                 }
@@ -343,12 +348,17 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 self.publish_speaking();
                 None
             }
-            EngineEvent::Audio { item_id, audio, .. } => {
+            EngineEvent::Audio {
+                response_id,
+                item_id,
+                audio,
+            } => {
+                self.answered(&response_id);
                 self.forward_agent_audio(&item_id, &audio).await
             }
             EngineEvent::SpeechStarted => self.barge_in().await,
             EngineEvent::SpeechStopped => {
-                self.speech_stopped = Some(Instant::now());
+                self.speech_stopped = Some((Instant::now(), Vec::new()));
                 None
             }
             EngineEvent::FunctionCall {
@@ -418,15 +428,24 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             })
             .await;
         self.publish_speaking();
-        if let Some(stopped) = self.speech_stopped.take() {
+        carrier_result(sent)
+    }
+
+    /// Audio of `response_id` is about to go out: if that response answers the caller's
+    /// last words, the time they waited is reported. Audio of a response from before they
+    /// stopped (still arriving after a barge-in) is not an answer.
+    fn answered(&mut self, response_id: &str) {
+        if let Some((stopped, since)) = &self.speech_stopped
+            && since.iter().any(|r| r == response_id)
+        {
             let after_speech = stopped.elapsed();
+            self.speech_stopped = None;
             event(
                 self.env,
                 &self.ctx,
                 &CallEvent::AgentAnswered { after_speech },
             );
         }
-        carrier_result(sent)
     }
 
     async fn barge_in(&mut self) -> Option<Ending> {

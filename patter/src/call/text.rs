@@ -29,6 +29,10 @@ use crate::carrier::{CallControl, ControlError};
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, Modality};
 use crate::tool::{CallContext, ToolSet};
 
+/// How long after a non-fatal engine error, while a response is awaited, the request counts
+/// as refused if no response has started: the error may be about another command.
+const REFUSAL_GRACE: Duration = Duration::from_secs(2);
+
 /// What happened in a text conversation, in order.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -270,6 +274,7 @@ async fn run<E: Engine>(
             turn: None,
             turns_taken: 0,
             awaiting_response: false,
+            refused_by: None,
             ready: false,
             record: Record::default(),
             started,
@@ -279,6 +284,14 @@ async fn run<E: Engine>(
     }
     .instrument(span)
     .await
+}
+
+/// Resolves at `deadline`; never without one.
+async fn refusal(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The turn in progress.
@@ -304,6 +317,9 @@ struct TextSession<'env, S: EngineSession> {
     turns_taken: u32,
     /// A response was asked for and has not started yet.
     awaiting_response: bool,
+    /// An engine error came while a response was awaited: unless one starts by then, the
+    /// request was refused.
+    refused_by: Option<Instant>,
     /// The engine took its configuration (and the greeting is in): typed words may go.
     ready: bool,
     record: Record,
@@ -326,6 +342,11 @@ impl<S: EngineSession> TextSession<'_, S> {
                     }
                 },
                 () = &mut max_duration => Some(Ending::new(EndReason::MaxDuration)),
+                () = refusal(self.refused_by) => {
+                    self.refused_by = None;
+                    self.awaiting_response = false;
+                    None
+                }
             };
             if let Some(ending) = step {
                 break ending;
@@ -435,6 +456,7 @@ impl<S: EngineSession> TextSession<'_, S> {
             },
             EngineEvent::ResponseStarted { response_id } => {
                 self.awaiting_response = false;
+                self.refused_by = None;
                 self.turns.response_started(&response_id);
                 None
             }
@@ -489,9 +511,12 @@ impl<S: EngineSession> TextSession<'_, S> {
                         message: message.into_owned(),
                     }));
                 }
-                // A refused request starts no response: the turn is not waiting for one.
+                // A refused request starts no response, but the error may be about another
+                // command: the turn waits a moment for a response before it gives up on one.
                 warn!(code = code.as_deref().unwrap_or_default(), %message, "engine error");
-                self.awaiting_response = false;
+                if self.awaiting_response && self.refused_by.is_none() {
+                    self.refused_by = Some(Instant::now() + REFUSAL_GRACE);
+                }
                 None
             }
             EngineEvent::UserTranscript { .. }

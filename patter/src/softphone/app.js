@@ -107,17 +107,28 @@
       $('call').disabled = false;
       return;
     }
-    const context = new AudioContext();
-    await context.audioWorklet.addModule('/softphone/worklet.js');
-    const capture = new AudioWorkletNode(context, 'patter-capture', { numberOfOutputs: 1 });
-    const mute = context.createGain();
-    mute.gain.value = 0;
-    context.createMediaStreamSource(media).connect(capture).connect(mute).connect(context.destination);
-    const playback = new AudioWorkletNode(context, 'patter-playback', {
-      numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1],
-    });
-    playback.connect(context.destination);
-    await context.resume();
+    let context;
+    let capture;
+    let playback;
+    try {
+      context = new AudioContext();
+      await context.audioWorklet.addModule('/softphone/worklet.js');
+      capture = new AudioWorkletNode(context, 'patter-capture', { numberOfOutputs: 1 });
+      const mute = context.createGain();
+      mute.gain.value = 0;
+      context.createMediaStreamSource(media).connect(capture).connect(mute).connect(context.destination);
+      playback = new AudioWorkletNode(context, 'patter-playback', {
+        numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1],
+      });
+      playback.connect(context.destination);
+      await context.resume();
+    } catch (error) {
+      media.getTracks().forEach((track) => track.stop());
+      if (context) context.close();
+      status(`The audio could not start: ${error.message}`);
+      $('call').disabled = false;
+      return;
+    }
 
     const callSid = `CA${hex(16)}`;
     const streamSid = `MZ${hex(16)}`;
@@ -223,7 +234,7 @@
         current.playback.port.postMessage({ type: 'clear' });
       }
     };
-    socket.onclose = () => finish(current, 'Call ended.');
+    socket.onclose = () => finish(current, current.started ? 'Call ended.' : 'The server refused the call.');
   }
 
   function hangUp() {
@@ -243,7 +254,12 @@
     debug.state = 'ended';
     current.media.getTracks().forEach((track) => track.stop());
     current.context.close();
-    // The events socket closes itself once the server has said how the call ended.
+    // The server says on the events socket how the call ended, then closes it; if it
+    // cannot (the call never started), the page closes it.
+    const events = current.events;
+    setTimeout(() => {
+      if (events && events.readyState !== WebSocket.CLOSED) events.close(1000);
+    }, 3000);
     status(text);
     const button = $('call');
     button.textContent = 'Call';

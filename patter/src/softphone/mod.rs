@@ -145,8 +145,16 @@ impl Softphone {
         }
         let app = self.app(addr)?;
         info!(%addr, "softphone serving");
+        // Upgraded sockets outlive axum's graceful shutdown: calls in progress are told to
+        // say goodbye, and waited for (up to the drain timeout) before the server stops.
+        let draining = Arc::clone(&app);
+        let stop = async move {
+            shutdown.await;
+            draining.shutdown.send_replace(true);
+            let _ = tokio::time::timeout(draining.drain_timeout, draining.calls.idle()).await;
+        };
         axum::serve(listener, router(app))
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stop)
             .await?;
         Ok(())
     }
@@ -159,11 +167,13 @@ impl Softphone {
             self.hooks
                 .also_on_event(move |ctx, event| views.send(ctx.call_id(), view_event(event)))
         };
+        let (shutdown, calls_end) = tokio::sync::watch::channel(false);
         let env = CallEnv::new(agent)
             .hooks(hooks)
             .limits(self.config.limits.clone())
             .system_tools(self.config.system_tools)
-            .control(Arc::new(BrowserControl));
+            .control(Arc::new(BrowserControl))
+            .shutdown_signal(calls_end);
         Ok(Arc::new(App {
             engines: Engines::new(&self.config),
             env,
@@ -173,6 +183,9 @@ impl Softphone {
             calls: CallSlots::new(MAX_CALLS),
             views,
             stream_start_timeout: self.config.limits.stream_start_timeout,
+            max_message_bytes: self.config.limits.max_ws_message_bytes,
+            shutdown,
+            drain_timeout: self.config.limits.drain_timeout,
         }))
     }
 
@@ -243,6 +256,10 @@ struct App {
     calls: CallSlots,
     views: Arc<Views>,
     stream_start_timeout: std::time::Duration,
+    max_message_bytes: usize,
+    /// Turned on at shutdown: calls in progress say goodbye and end.
+    shutdown: tokio::sync::watch::Sender<bool>,
+    drain_timeout: std::time::Duration,
 }
 
 /// The pages' event sockets, by the call they show.
@@ -401,7 +418,12 @@ impl App {
             .get(header::ORIGIN)
             .and_then(|h| h.to_str().ok())
             .unwrap_or_default();
-        if origin.is_empty() || origin != format!("http://{host}") {
+        // The page's own origin: plain on loopback, or behind a TLS proxy with a dev token.
+        let same_origin = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|rest| !host.is_empty() && rest == host);
+        if !same_origin {
             return Err(Refusal(StatusCode::FORBIDDEN, "wrong Origin"));
         }
         let offered = headers
@@ -467,6 +489,7 @@ async fn media(
     }
     upgrade
         .protocols([PROTOCOL])
+        .max_message_size(app.max_message_bytes)
         .on_upgrade(move |socket| serve_call(app, socket))
 }
 
@@ -481,26 +504,36 @@ async fn serve_call(app: Arc<App>, socket: WebSocket) {
             return;
         }
     };
-    let Some(_slot) = app.calls.enter() else {
-        leg.refuse().await;
-        return;
+    let call = start.call_sid.clone();
+    // However the call goes, its page hears how it ended and its view is closed.
+    let outcome = match app.calls.enter() {
+        None => {
+            leg.refuse().await;
+            "two softphone calls are in progress".to_owned()
+        }
+        Some(_slot) => {
+            let context = leg::context(&start);
+            let span = tracing::info_span!("softphone", call_sid = %call);
+            let summary = match app.env.agent().engine {
+                EngineKind::GptLive => {
+                    app.env
+                        .run(&app.engines.live, leg, context)
+                        .instrument(span)
+                        .await
+                }
+                _ => {
+                    app.env
+                        .run(&app.engines.realtime, leg, context)
+                        .instrument(span)
+                        .await
+                }
+            };
+            ended(&summary.reason)
+        }
     };
-    let context = leg::context(&start);
-    let call = context.call_id().to_owned();
-    let span = tracing::info_span!("softphone", call_sid = %call);
-    async {
-        let summary = match app.env.agent().engine {
-            EngineKind::GptLive => app.env.run(&app.engines.live, leg, context).await,
-            _ => app.env.run(&app.engines.realtime, leg, context).await,
-        };
-        app.views.send(
-            &call,
-            json!({ "type": "ended", "reason": ended(&summary.reason) }),
-        );
-        app.views.close(&call);
-    }
-    .instrument(span)
-    .await;
+    app.views
+        .send(&call, json!({ "type": "ended", "reason": outcome }));
+    app.views.close(&call);
 }
 
 fn ended(reason: &EndReason) -> String {

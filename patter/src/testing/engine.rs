@@ -21,6 +21,7 @@ pub(crate) enum Said {
         audio: String,
     },
     SpeechStarted,
+    SpeechStopped,
     FunctionCall {
         response_id: String,
         call_id: String,
@@ -141,6 +142,7 @@ impl EngineSession for ScriptedSession {
                 audio: text(audio),
             },
             Said::SpeechStarted => EngineEvent::SpeechStarted,
+            Said::SpeechStopped => EngineEvent::SpeechStopped,
             Said::FunctionCall {
                 response_id,
                 call_id,

@@ -508,6 +508,10 @@ impl TestCall {
             .event(format!("caller → call: {} ms of speech", time.as_millis()));
         self.stream_caller(time, &caller_silence()).await;
         self.say(
+            Said::SpeechStopped,
+            "the caller stopped speaking".to_owned(),
+        );
+        self.say(
             Said::UserTranscript(text.to_owned()),
             format!("the caller said {text:?}"),
         );

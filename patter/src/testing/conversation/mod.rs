@@ -130,6 +130,7 @@ impl Conversation {
             println!(
                 "skipped: OPENAI_API_KEY is not set (this test talks to the real model; set it to run it)"
             );
+            repeat::note_skipped();
             return None;
         }
         let config = match ConfigBuilder::from_env().build_local() {

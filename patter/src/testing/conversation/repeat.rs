@@ -3,6 +3,18 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+tokio::task_local! {
+    /// Set by `openai_from_env` when it skips, inside a run of [`repeat`].
+    static SKIPPED: Arc<AtomicBool>;
+}
+
+/// Notes, inside a run of [`repeat`], that the run is skipped.
+pub(super) fn note_skipped() {
+    let _ = SKIPPED.try_with(|skipped| skipped.store(true, Ordering::SeqCst));
+}
 
 /// How the runs of a scenario went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,17 +24,23 @@ pub struct RepeatReport {
     pub runs: usize,
     /// How many runs passed.
     pub passed: usize,
+    /// How many runs were skipped ([`Conversation::openai_from_env`] without a key): they
+    /// count as neither passed nor failed.
+    ///
+    /// [`Conversation::openai_from_env`]: super::Conversation::openai_from_env
+    pub skipped: usize,
     /// Each failed run's message, with its run number (from 1).
     pub failures: Vec<(usize, String)>,
 }
 
 impl RepeatReport {
-    /// The share of runs that passed, 0.0 to 1.0 (1.0 for no runs).
+    /// The share of the runs that ran that passed, 0.0 to 1.0 (1.0 when none ran).
     pub fn pass_rate(&self) -> f64 {
-        if self.runs == 0 {
+        let ran = self.runs - self.skipped;
+        if ran == 0 {
             return 1.0;
         }
-        self.passed as f64 / self.runs as f64
+        self.passed as f64 / ran as f64
     }
 
     /// Fails the test, with every failure's message, if fewer than `min` of the runs
@@ -40,13 +58,19 @@ impl RepeatReport {
 
 impl fmt::Display for RepeatReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.skipped == self.runs && self.runs > 0 {
+            return write!(f, "all {} runs skipped (no OPENAI_API_KEY)", self.runs);
+        }
         write!(
             f,
             "{}/{} runs passed ({:.0} %)",
             self.passed,
-            self.runs,
+            self.runs - self.skipped,
             self.pass_rate() * 100.0
         )?;
+        if self.skipped > 0 {
+            write!(f, ", {} skipped", self.skipped)?;
+        }
         for (run, message) in &self.failures {
             write!(f, "\nrun {run} failed: {message}")?;
         }
@@ -79,10 +103,14 @@ where
     let mut report = RepeatReport {
         runs,
         passed: 0,
+        skipped: 0,
         failures: Vec::new(),
     };
     for run in 1..=runs {
-        match tokio::spawn(scenario()).await {
+        let skipped = Arc::new(AtomicBool::new(false));
+        let ran = tokio::spawn(SKIPPED.scope(Arc::clone(&skipped), scenario()));
+        match ran.await {
+            Ok(()) if skipped.load(Ordering::SeqCst) => report.skipped += 1,
             Ok(()) => report.passed += 1,
             Err(e) => {
                 let message = if e.is_panic() {
