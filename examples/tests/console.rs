@@ -98,7 +98,7 @@ async fn piped_input_is_answered_with_the_calls_own_prompt_and_tools_then_the_co
         "agent: Here is what I found: {\"product_id\":\"SKU-1234\"",
         "(turn 2: first text",
         "(pressed 3 keys)",
-        "call ended: you hung up",
+        "call ended: the caller hung up",
     ];
     let mut rest = stdout.as_str();
     for expected in expected_in_order {
@@ -350,7 +350,7 @@ async fn typed_into_a_real_terminal_the_console_answers_and_hangs_up() {
     tmux.wait_for("(pressed 1 key)").await;
     tmux.run(&["send-keys", "-t", "console", "/hangup", "Enter"])
         .await;
-    tmux.wait_for("call ended: you hung up").await;
+    tmux.wait_for("call ended: the caller hung up").await;
     tmux.wait_for("exited with 0").await;
     fake.assert_no_schema_violations();
 }

@@ -154,3 +154,23 @@ impl CallControl for NoCallControl {
         Box::pin(async { Err(ControlError::new("this call cannot be transferred")) })
     }
 }
+
+/// Call control for calls with no line to act on (a text conversation, a browser
+/// softphone): a hang-up or a transfer always goes through, and ends the call; the call's
+/// end closes its leg, and the transfer's number is in the call's end reason.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EndingControl;
+
+impl CallControl for EndingControl {
+    fn hang_up<'a>(&'a self, _call_id: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn transfer<'a>(
+        &'a self,
+        _call_id: &'a str,
+        _number: &'a str,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

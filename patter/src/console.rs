@@ -489,7 +489,7 @@ fn event_json(event: &TextEvent) -> Option<Value> {
             fatal,
         } => json!({ "type": "error", "code": code, "message": message, "fatal": fatal }),
         TextEvent::Ended { reason } => json!({
-            "type": "end", "reason": reason_name(reason), "detail": describe(reason)
+            "type": "end", "reason": reason_name(reason), "detail": reason.to_string()
         }),
     })
 }
@@ -527,7 +527,7 @@ fn event_text(event: &TextEvent) -> Option<String> {
             Some(code) => format!("error: {message} ({code})"),
             None => format!("error: {message}"),
         },
-        TextEvent::Ended { reason } => format!("call ended: {}", describe(reason)),
+        TextEvent::Ended { reason } => format!("call ended: {reason}"),
     })
 }
 
@@ -542,19 +542,6 @@ fn reason_name(reason: &EndReason) -> &'static str {
         EndReason::MaxDuration => "max_duration",
         EndReason::Shutdown => "shutdown",
         EndReason::StreamClosed => "closed",
-    }
-}
-
-fn describe(reason: &EndReason) -> String {
-    match reason {
-        EndReason::StreamStopped => "you hung up".to_owned(),
-        EndReason::AgentHungUp { reason } => format!("the agent hung up ({reason})"),
-        EndReason::Transferred { to } => format!("the agent transferred the call to {to}"),
-        EndReason::EngineLost { detail } => format!("the engine failed: {detail}"),
-        EndReason::EngineError { message } => format!("the engine reported an error: {message}"),
-        EndReason::MaxDuration => "the call reached its time limit".to_owned(),
-        EndReason::Shutdown => "shut down".to_owned(),
-        EndReason::StreamClosed => "the input closed".to_owned(),
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::actions::{self, ActionsOutcome};
-use super::{CallEvent, ToolCallRecord};
+use super::{CallEnv, CallEvent, ToolCallRecord};
 use crate::carrier::CallControl;
 use crate::tool::{CallContext, DispatchOutcome, ToolSet};
 
@@ -79,14 +79,16 @@ pub(super) fn settle(output: String, outcome: ActionsOutcome) -> Settled {
 }
 
 /// Runs one tool call through the call's tool set (its timeout, result cap and error
-/// mapping) on its own task.
+/// mapping) on its own task, and tells `on_event`.
 pub(super) fn spawn_tool(
+    env: &CallEnv,
     jobs: &mut JoinSet<Job>,
     tools: &ToolSet,
     ctx: &CallContext,
     (response_id, call_id): (&str, &str),
     (name, arguments): (&str, &str),
 ) {
+    super::session::event(env, ctx, &CallEvent::ToolCalled { name, arguments });
     let (tools, ctx) = (tools.clone(), ctx.clone());
     let (response_id, call_id) = (response_id.to_owned(), call_id.to_owned());
     let (name, arguments) = (name.to_owned(), arguments.to_owned());

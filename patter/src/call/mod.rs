@@ -100,6 +100,25 @@ pub enum EndReason {
     StreamClosed,
 }
 
+/// Says how the call ended, in a few words: "the caller hung up", "the agent transferred
+/// the call to +15550199", "the engine failed: …".
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::StreamStopped => f.write_str("the caller hung up"),
+            EndReason::AgentHungUp { reason } => write!(f, "the agent hung up ({reason})"),
+            EndReason::Transferred { to } => write!(f, "the agent transferred the call to {to}"),
+            EndReason::EngineLost { detail } => write!(f, "the engine failed: {detail}"),
+            EndReason::EngineError { message } => {
+                write!(f, "the engine reported an error: {message}")
+            }
+            EndReason::MaxDuration => f.write_str("the call reached its time limit"),
+            EndReason::Shutdown => f.write_str("the server shut down"),
+            EndReason::StreamClosed => f.write_str("the caller's connection closed"),
+        }
+    }
+}
+
 /// What `on_call_end` receives.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

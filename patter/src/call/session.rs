@@ -468,12 +468,8 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             debug!(call_id, "repeated function call ignored");
             return;
         }
-        event(
-            self.env,
-            &self.ctx,
-            &CallEvent::ToolCalled { name, arguments },
-        );
         jobs::spawn_tool(
+            self.env,
             &mut self.jobs,
             &self.tools,
             &self.ctx,

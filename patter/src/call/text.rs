@@ -24,8 +24,8 @@ use super::jobs::{self, Job, Settled};
 use super::session::{self, Ending, Record};
 use super::setup;
 use super::turns::{Next, Turns};
-use super::{CallEnv, CallEvent, CallSummary, EndReason, Role};
-use crate::carrier::{CallControl, ControlError};
+use super::{CallEnv, CallSummary, EndReason, Role};
+use crate::carrier::EndingControl;
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, Modality};
 use crate::tool::{CallContext, ToolSet};
 
@@ -191,7 +191,7 @@ impl CallEnv {
     pub fn start_text<E: Engine>(&self, engine: E, context: CallContext) -> TextCall {
         let (input_tx, input_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let env = self.clone().control(Arc::new(TextControl));
+        let env = self.clone().control(Arc::new(EndingControl));
         let task =
             tokio::spawn(async move { run(&env, &engine, context, input_rx, events_tx).await });
         TextCall {
@@ -199,26 +199,6 @@ impl CallEnv {
             events: events_rx,
             task,
         }
-    }
-}
-
-/// Hang-ups and transfers of a text conversation: nothing to dial, so they succeed.
-struct TextControl;
-
-impl CallControl for TextControl {
-    fn hang_up<'a>(
-        &'a self,
-        _call_id: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), ControlError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn transfer<'a>(
-        &'a self,
-        _call_id: &'a str,
-        _number: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), ControlError>> {
-        Box::pin(async { Ok(()) })
     }
 }
 
@@ -552,12 +532,8 @@ impl<S: EngineSession> TextSession<'_, S> {
             name: name.to_owned(),
             arguments: arguments.to_owned(),
         });
-        session::event(
-            self.env,
-            &self.ctx,
-            &CallEvent::ToolCalled { name, arguments },
-        );
         jobs::spawn_tool(
+            self.env,
             &mut self.jobs,
             &self.tools,
             &self.ctx,

@@ -40,8 +40,8 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, info, warn};
 
 use crate::agent::{Agent, AgentSpec};
-use crate::call::{CallEnv, CallEvent, EndReason, Hooks, Role};
-use crate::carrier::{CallControl, ControlError};
+use crate::call::{CallEnv, CallEvent, Hooks, Role};
+use crate::carrier::EndingControl;
 use crate::config::{ConfigBuilder, LocalConfig};
 use crate::deploy::{self, Engines};
 use crate::engine::EngineKind;
@@ -172,7 +172,7 @@ impl Softphone {
             .hooks(hooks)
             .limits(self.config.limits.clone())
             .system_tools(self.config.system_tools)
-            .control(Arc::new(BrowserControl))
+            .control(Arc::new(EndingControl))
             .shutdown_signal(calls_end);
         Ok(Arc::new(App {
             engines: Engines::new(&self.config),
@@ -314,27 +314,6 @@ fn view_event(event: &CallEvent<'_>) -> serde_json::Value {
         CallEvent::AgentAnswered { after_speech } => {
             json!({ "type": "response_time", "ms": millis(*after_speech) })
         }
-    }
-}
-
-/// A browser call's hang-up closes its socket (the session does, as it ends); a transfer
-/// has nowhere to go, so it ends the call and the page says where it would have gone.
-struct BrowserControl;
-
-impl CallControl for BrowserControl {
-    fn hang_up<'a>(
-        &'a self,
-        _call_id: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), ControlError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn transfer<'a>(
-        &'a self,
-        _call_id: &'a str,
-        _number: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), ControlError>> {
-        Box::pin(async { Ok(()) })
     }
 }
 
@@ -528,24 +507,12 @@ async fn serve_call(app: Arc<App>, socket: WebSocket) {
                         .await
                 }
             };
-            ended(&summary.reason)
+            summary.reason.to_string()
         }
     };
     app.views
         .send(&call, json!({ "type": "ended", "reason": outcome }));
     app.views.close(&call);
-}
-
-fn ended(reason: &EndReason) -> String {
-    match reason {
-        EndReason::StreamStopped | EndReason::StreamClosed => "you hung up".to_owned(),
-        EndReason::AgentHungUp { reason } => format!("the agent hung up ({reason})"),
-        EndReason::Transferred { to } => format!("the agent transferred the call to {to}"),
-        EndReason::EngineLost { detail } => format!("the engine failed: {detail}"),
-        EndReason::EngineError { message } => format!("the engine reported an error: {message}"),
-        EndReason::MaxDuration => "the call reached its time limit".to_owned(),
-        EndReason::Shutdown => "the server shut down".to_owned(),
-    }
 }
 
 /// What the page shows of a call: transcript, tool calls, response times, the end.
