@@ -46,6 +46,7 @@ pub async fn initiate_return(args: ReturnRequest);
                      check on their orders and start returns. Always confirm the order ID before \
                      acting, and keep answers short: this is a phone call.",
     first_message = "Hi! I'm here to help with your order. Do you have an order ID I can look up?",
-    tools(get_order_status, initiate_return)
+    tools(get_order_status, initiate_return),
+    transfers(human_agent = "+15550142")
 )]
 pub struct CustomerService;

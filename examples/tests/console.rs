@@ -128,7 +128,11 @@ async fn piped_input_is_answered_with_the_calls_own_prompt_and_tools_then_the_co
         .iter()
         .filter_map(|t| t["name"].as_str())
         .collect();
-    assert_eq!(tools, ["check_inventory", "end_call", "transfer_call"]);
+    assert_eq!(
+        tools,
+        ["check_inventory", "end_call"],
+        "no transfer destinations: no transfer_call"
+    );
     assert_eq!(session["tool_choice"], "auto");
     // The greeting is in the model's context as the agent's words, before the caller's.
     let items: Vec<Value> = conn

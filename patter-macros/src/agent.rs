@@ -18,6 +18,8 @@ const KEYS: &[&str] = &[
     "tools",
     "audio_format",
     "engine",
+    "transfers",
+    "transfer_allow",
 ];
 
 #[derive(Default)]
@@ -29,7 +31,29 @@ struct AgentAttrs {
     audio_format: Option<proc_macro2::TokenStream>,
     engine: Option<proc_macro2::TokenStream>,
     variables: Vec<(String, LitStr)>,
+    transfers: Vec<(String, LitStr)>,
+    transfer_allow: Vec<LitStr>,
     tools: Vec<Path>,
+}
+
+/// Whether `text` is E.164: `+` then 8 to 15 digits, not starting with 0.
+fn is_e164(text: &str) -> bool {
+    text.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+    })
+}
+
+/// Whether `text` is a number pattern: `+`, digits or `X`, an optional final `*`.
+fn is_number_pattern(text: &str) -> bool {
+    let body = text.strip_prefix('+').unwrap_or("");
+    let body = body.strip_suffix('*').unwrap_or(body);
+    text.starts_with('+')
+        && !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'X' || b == b'x')
 }
 
 fn parse_attrs(tokens: TokenStream, errors: &mut Errors) -> AgentAttrs {
@@ -67,6 +91,41 @@ fn parse_attrs(tokens: TokenStream, errors: &mut Errors) -> AgentAttrs {
                         ));
                     }
                 });
+            }
+            "transfers" => meta.parse_nested_meta(|dest| {
+                let Some(name) = dest.path.get_ident() else {
+                    return Err(dest.error("write `transfers(sales = \"+15550111\", …)`"));
+                };
+                let name = name.to_string();
+                if name.len() > 32 {
+                    return Err(dest.error("a destination name has at most 32 characters"));
+                }
+                if attrs.transfers.iter().any(|(n, _)| *n == name) {
+                    return Err(dest.error(format!("destination `{name}` is given twice")));
+                }
+                let number: LitStr = dest.value()?.parse()?;
+                if !is_e164(&number.value()) {
+                    return Err(syn::Error::new(
+                        number.span(),
+                        "a destination's number is E.164: `+` and 8 to 15 digits, like \"+15550111\"",
+                    ));
+                }
+                attrs.transfers.push((name, number));
+                Ok(())
+            })?,
+            "transfer_allow" => {
+                let patterns: LitStr = meta.value()?.parse()?;
+                for pattern in patterns.value().split(',').map(str::trim) {
+                    if !is_number_pattern(pattern) {
+                        return Err(syn::Error::new(
+                            patterns.span(),
+                            "`transfer_allow` takes number patterns separated by commas: `+` then \
+                             digits or X (any digit), optionally ending in * (any further \
+                             digits), like \"+1555XXXXXXX, +44*\"",
+                        ));
+                    }
+                }
+                attrs.transfer_allow.push(patterns);
             }
             "variables" => meta.parse_nested_meta(|var| {
                 let Some(name) = var.path.get_ident() else {
@@ -287,6 +346,15 @@ fn spec_body_with_names(
     }
     for (name, value) in &attrs.variables {
         settings.push(quote!(.variable(#name, #value)));
+    }
+    if !attrs.transfers.is_empty() || !attrs.transfer_allow.is_empty() {
+        let names = attrs.transfers.iter().map(|(name, _)| name);
+        let numbers = attrs.transfers.iter().map(|(_, number)| number);
+        let allow = &attrs.transfer_allow;
+        settings.push(quote!(.transfers(::patter::Transfers::__checked(
+            &[#((#names, #numbers)),*],
+            &[#(#allow),*],
+        ))));
     }
     // Each listed path is imported under an alias, beside a glob of stand-ins of the same
     // names: a tool's marker (in the type namespace) wins over its stand-in, while a plain

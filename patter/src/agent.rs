@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::audio::AudioFormat;
+use crate::call::Transfers;
 use crate::engine::EngineKind;
 use crate::tool::{ToolSet, ToolSetError};
 
@@ -54,6 +55,9 @@ pub struct AgentSpec {
     pub audio: AudioFormat,
     /// The speech engine (OpenAI Realtime by default).
     pub engine: EngineKind,
+    /// Where `transfer_call` may send a caller (nowhere by default: the tool is then not
+    /// offered).
+    pub transfers: Transfers,
 }
 
 impl AgentSpec {
@@ -68,6 +72,7 @@ impl AgentSpec {
             tools: ToolSet::default(),
             audio: AudioFormat::Pcmu,
             engine: EngineKind::Realtime,
+            transfers: Transfers::default(),
         }
     }
 
@@ -104,6 +109,12 @@ impl AgentSpec {
     /// Sets one prompt variable.
     pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.variables.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets where `transfer_call` may send a caller.
+    pub fn transfers(mut self, transfers: Transfers) -> Self {
+        self.transfers = transfers;
         self
     }
 

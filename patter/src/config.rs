@@ -154,6 +154,9 @@ pub struct LocalConfig {
     /// The softphone's token when set (`PATTER_DEV_TOKEN`) instead of a random one; it also
     /// lets the softphone bind beyond loopback.
     pub(crate) dev_token: Option<Secret>,
+    /// Transfer destinations and allow-patterns that replace the agent's, where set
+    /// (`PATTER_TRANSFER_DESTINATIONS`, `PATTER_TRANSFER_ALLOW`).
+    pub(crate) transfers: crate::call::Transfers,
     pub(crate) openai_realtime_url: String,
     pub(crate) openai_live_url: String,
     pub(crate) system_tools: bool,
@@ -209,6 +212,7 @@ impl fmt::Debug for LocalConfig {
             .field("port", &self.port)
             .field("bind", &self.bind)
             .field("dev_token", &self.dev_token)
+            .field("transfers", &self.transfers)
             .field(
                 "openai_realtime_url",
                 &crate::util::redact_url(&self.openai_realtime_url),
@@ -354,6 +358,8 @@ pub(crate) const VOICE: &str = "PATTER_VOICE";
 pub(crate) const ENGINE: &str = "PATTER_ENGINE";
 pub(crate) const DELEGATION_MODEL: &str = "PATTER_DELEGATION_MODEL";
 pub(crate) const DEV_TOKEN: &str = "PATTER_DEV_TOKEN";
+pub(crate) const TRANSFER_DESTINATIONS: &str = "PATTER_TRANSFER_DESTINATIONS";
+pub(crate) const TRANSFER_ALLOW: &str = "PATTER_TRANSFER_ALLOW";
 
 const ALL: &[&str] = &[
     TWILIO_ACCOUNT_SID,
@@ -376,6 +382,8 @@ const ALL: &[&str] = &[
     ENGINE,
     DELEGATION_MODEL,
     DEV_TOKEN,
+    TRANSFER_DESTINATIONS,
+    TRANSFER_ALLOW,
 ];
 
 impl ConfigBuilder {
@@ -518,6 +526,18 @@ impl ConfigBuilder {
     /// softphone may bind beyond loopback.
     pub fn dev_token(self, token: impl Into<String>) -> Self {
         self.set(DEV_TOKEN, token)
+    }
+
+    /// Named transfer destinations, `name=+number` separated by commas, instead of the
+    /// agent's (`PATTER_TRANSFER_DESTINATIONS`).
+    pub fn transfer_destinations(self, pairs: impl Into<String>) -> Self {
+        self.set(TRANSFER_DESTINATIONS, pairs)
+    }
+
+    /// Patterns of numbers the model may transfer to, separated by commas, instead of the
+    /// agent's (`PATTER_TRANSFER_ALLOW`; see [`crate::NumberPattern`]).
+    pub fn transfer_allow(self, patterns: impl Into<String>) -> Self {
+        self.set(TRANSFER_ALLOW, patterns)
     }
 
     /// Checks every setting and reports every problem at once.
@@ -698,8 +718,22 @@ impl ConfigBuilder {
                 "must be at least 16 characters of A-Z, a-z, 0-9, '.', '_', '~' or '-'",
             );
         }
+        let mut transfers = crate::call::Transfers::new();
+        if let Some(text) = text(TRANSFER_DESTINATIONS) {
+            match transfers.clone().with_destinations_from(&text) {
+                Ok(read) => transfers = read,
+                Err(e) => problems.push(TRANSFER_DESTINATIONS, e.to_string()),
+            }
+        }
+        if let Some(text) = text(TRANSFER_ALLOW) {
+            match transfers.clone().with_allowed_from(&text) {
+                Ok(read) => transfers = read,
+                Err(e) => problems.push(TRANSFER_ALLOW, e.to_string()),
+            }
+        }
         LocalConfig {
             openai_api_key: Secret::new(api_key),
+            transfers,
             port,
             bind,
             dev_token: dev_token.map(Secret::new),

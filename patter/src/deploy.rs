@@ -30,6 +30,7 @@ pub(crate) fn deployed(config: &LocalConfig, mut agent: AgentSpec) -> AgentSpec 
     if let Some(format) = config.audio_format {
         agent.audio = format;
     }
+    agent.transfers = agent.transfers.overridden_by(&config.transfers);
     agent
 }
 

@@ -25,8 +25,8 @@ mod util;
 
 pub use audio::AudioFormat;
 pub use call::{
-    CallEnv, CallEvent, CallSetup, CallSummary, EndReason, Hooks, Role, ToolCallRecord,
-    TranscriptEntry,
+    CallEnv, CallEvent, CallSetup, CallSummary, EndReason, Hooks, NumberPattern, Role,
+    ToolCallRecord, TranscriptEntry, TransferError, Transfers,
 };
 pub use config::{Config, ConfigBuilder, Limits, LocalConfig};
 pub use error::{ConfigError, Error, Result};
@@ -47,7 +47,9 @@ pub use tool::{
 /// Assembles an agent; see the crate docs.
 ///
 /// `system_prompt = "…"` is required; `first_message`, `voice`, `model`, `audio_format`
-/// (`"pcmu"`, `"pcm24k"`), `engine` (`"realtime"`, `"gpt-live"`) and `variables(name = "…")`
+/// (`"pcmu"`, `"pcm24k"`), `engine` (`"realtime"`, `"gpt-live"`), `variables(name = "…")`,
+/// `transfers(sales = "+15550111", …)` (where `transfer_call` may send a caller, by name) and
+/// `transfer_allow = "+1555XXXXXXX, +44*"` (numbers the model may give; see [`Transfers`])
 /// are optional. `tools(...)` lists tools by path (`lookup`,
 /// `tools::lookup`, `crate::tools::lookup`); a tool named like a crate you depend on (`log`,
 /// say) is listed as `crate::log`, or `self::log`, so that the name is not ambiguous.

@@ -10,7 +10,12 @@ use patter_tests::fake_openai::{audio_delta, error_event, response_created, resp
 use serde_json::Value;
 
 fn agent() -> AgentSpec {
-    AgentSpec::new("You are a receptionist.")
+    AgentSpec::new("You are a receptionist.").transfers(
+        patter::Transfers::new()
+            .destination("front_desk", "+15550100")
+            .and_then(|t| t.allow("+1555*"))
+            .expect("transfers"),
+    )
 }
 
 fn output_of(conn: &patter_tests::fake_openai::ConnHandle, call_id: &str) -> Option<Value> {
@@ -230,4 +235,31 @@ async fn a_fatal_engine_error_ends_the_call_and_a_benign_one_does_not() {
             message: "Your session hit the maximum duration.".into()
         }
     );
+}
+
+#[tokio::test]
+async fn a_number_outside_the_allow_patterns_makes_no_rest_request() {
+    let mut h = Harness::start(agent()).await;
+    let call = h.call(16).await;
+    let conn = h.engine_conn(0).await;
+    // A premium-rate number the caller talked the model into: refused after the model
+    // answered, told to the model, and Twilio is never asked.
+    conn.send_function_call_response(
+        "resp_t",
+        &[("call_t", "transfer_call", r#"{"number":"+19005550199"}"#)],
+    );
+    conn.wait_for_count("response.create", 1, WAIT)
+        .await
+        .expect("model asked to respond");
+    let output = output_of(&conn, "call_t").expect("output");
+    assert!(
+        output
+            .as_str()
+            .expect("string")
+            .contains("may not transfer calls to that number"),
+        "{output}"
+    );
+    call.stream.send_stop().await.expect("stop");
+    assert_eq!(h.next_end().await.reason, EndReason::StreamStopped);
+    assert_eq!(h.rest.requests().len(), 0, "no REST request at all");
 }

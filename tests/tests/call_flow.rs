@@ -40,6 +40,12 @@ fn agent() -> AgentSpec {
                 .build()
                 .expect("tools"),
         )
+        .transfers(
+            patter::Transfers::new()
+                .destination("front_desk", "+15550100")
+                .and_then(|t| t.allow("+1555*"))
+                .expect("transfers"),
+        )
 }
 
 fn types(conn: &patter_tests::fake_openai::ConnHandle) -> Vec<String> {

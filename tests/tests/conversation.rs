@@ -417,7 +417,7 @@ async fn repeat_reports_the_pass_rate_and_fails_below_the_minimum() {
 #[tokio::test]
 async fn a_transfer_ends_the_conversation_and_says_where_to() {
     let fake = FakeRealtime::start_with_model(|_: &ModelInput| {
-        ModelReply::call("transfer_call", json!({ "number": "+15550123" }))
+        ModelReply::call("transfer_call", json!({ "destination": "human_agent" }))
     })
     .await;
     let mut conv = customer_service(&fake);
@@ -426,7 +426,7 @@ async fn a_transfer_ends_the_conversation_and_says_where_to() {
     assert_eq!(
         turn.ended(),
         Some(&EndReason::Transferred {
-            to: "+15550123".to_owned()
+            to: "+15550142".to_owned()
         })
     );
 }

@@ -36,6 +36,12 @@ fn agent() -> AgentSpec {
                 .build()
                 .expect("tools"),
         )
+        .transfers(
+            patter::Transfers::new()
+                .destination("front_desk", "+15550100")
+                .and_then(|t| t.allow("+1555*"))
+                .expect("transfers"),
+        )
 }
 
 async fn harness(limits: impl FnOnce(&mut Limits)) -> Harness {

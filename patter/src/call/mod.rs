@@ -18,6 +18,7 @@ mod session;
 mod setup;
 mod system_tools;
 mod text;
+mod transfers;
 mod turns;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ pub use env::CallEnv;
 pub use hooks::{CallEvent, CallSetup, Hooks};
 pub use system_tools::system_tools;
 pub use text::{NotAKey, TextCall, TextEvent, TurnMetrics};
+pub use transfers::{NumberPattern, TransferError, Transfers};
 
 /// Who said something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

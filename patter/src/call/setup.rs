@@ -47,7 +47,7 @@ pub(crate) async fn plan(env: &CallEnv, default_model: &str, ctx: &CallContext) 
     };
     let tools = setup.tools.clone().unwrap_or_else(|| spec.tools.clone());
     let tools = if env.system_tools {
-        match super::system_tools(&tools) {
+        match super::system_tools(&tools, &spec.transfers) {
             Ok(all) => all,
             Err(e) => {
                 // The agent's own tools already use a system tool's name: keep theirs.
