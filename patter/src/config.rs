@@ -43,6 +43,9 @@ pub struct Limits {
     pub goodbye_wait: Duration,
     /// On shutdown, how long calls in progress may go on before they are ended (default 30 s).
     pub drain_timeout: Duration,
+    /// How long after the caller's last key their keys go to the model as one message
+    /// ("The caller pressed 1 2 #"), unless a tool is collecting them (default 1.5 s).
+    pub dtmf_gap: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             max_tool_result_bytes: crate::tool::DEFAULT_MAX_RESULT_BYTES,
             goodbye_wait: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            dtmf_gap: Duration::from_millis(1500),
         }
     }
 }

@@ -11,6 +11,7 @@ mod closing;
 mod env;
 mod hooks;
 mod jobs;
+mod keys;
 mod playback;
 #[doc(hidden)]
 pub mod relay;

@@ -19,6 +19,7 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use super::closing::Closing;
 use super::jobs::{self, Job, Settled, ToolDone};
+use super::keys::{KeyBatch, when_due};
 use super::playback::Playback;
 use super::relay::{AgentAudio, AudioRelay};
 use super::setup::{self, HOOK_TIMEOUT};
@@ -71,6 +72,7 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
             started,
             mark_name: String::new(),
             speech_stopped: None,
+            keys: KeyBatch::default(),
         }
         .run()
         .await
@@ -169,6 +171,8 @@ struct Session<'env, S: EngineSession, C: CarrierLeg> {
     /// the first audio of one of them is the answer the caller waited for (a response that
     /// calls tools has none; the one after the tools does).
     speech_stopped: Option<(Instant, Vec<String>)>,
+    /// Keys for the model, batched.
+    keys: KeyBatch,
 }
 
 impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
@@ -208,6 +212,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                     closing_deadline.as_mut().reset(tokio::time::Instant::now() + limits.goodbye_wait);
                     self.begin_closing(EndReason::Shutdown).await
                 }
+                () = when_due(self.keys.due()) => self.send_keys().await,
                 () = &mut closing_deadline, if self.closing.is_some() => {
                     warn!("goodbye not finished in time; hanging up");
                     self.closing.take().map(|c| Ending::hanging_up(c.into_reason()))
@@ -284,7 +289,10 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 None
             }
             CarrierEvent::Dtmf { digit } => {
-                keypad(self.env, &self.ctx, digit);
+                if keypad(self.env, &self.ctx, digit) {
+                    let due = Instant::now() + self.env.limits.dtmf_gap;
+                    self.keys.press(digit, due);
+                }
                 None
             }
             CarrierEvent::Stop => Some(Ending::new(EndReason::StreamStopped)),
@@ -377,6 +385,9 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 debug!(%response_id, %status, "response done");
                 let next = self.turns.response_done(&response_id);
                 self.publish_speaking();
+                if next == Next::Nothing && !self.keys.is_empty() && self.keys.due().is_none() {
+                    return self.send_keys().await;
+                }
                 self.go_on(next).await
             }
             EngineEvent::UserTranscript { text } => {
@@ -522,6 +533,24 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         self.go_on(next).await
     }
 
+    /// The caller's keys go to the model as one message, unless the agent is answering:
+    /// then they wait for its response to finish.
+    async fn send_keys(&mut self) -> Option<Ending> {
+        if self.ctx.keypad().is_collecting() {
+            for key in self.keys.take_keys().chars() {
+                self.ctx.keypad().offer(key);
+            }
+            return None;
+        }
+        if self.turns.is_responding() {
+            self.keys.hold();
+            return None;
+        }
+        let text = self.keys.take()?;
+        self.send_engine(EngineCommand::CallerText { text: &text })
+            .await
+    }
+
     async fn go_on(&mut self, next: Next) -> Option<Ending> {
         match next {
             Next::Continue => self.send_engine(EngineCommand::ContinueAfterTools).await,
@@ -644,13 +673,15 @@ pub(super) async fn finish(
     summary
 }
 
-/// A key the caller pressed, on a phone or typed in a text conversation. The key is not
+/// A key the caller pressed, on a phone or typed in a text conversation: `on_dtmf` sees
+/// it, then a tool collecting keys takes it. `true` if it is for the model. The key is not
 /// logged: it may be part of a PIN.
-pub(super) fn keypad(env: &CallEnv, ctx: &CallContext, digit: char) {
+pub(super) fn keypad(env: &CallEnv, ctx: &CallContext, digit: char) -> bool {
     debug!("keypad press");
     if let Some(hook) = &env.hooks.on_dtmf {
         guarded("on_dtmf", || hook(ctx, digit));
     }
+    !ctx.keypad().offer(digit)
 }
 
 /// Tells `on_event`, if set.

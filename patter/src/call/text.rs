@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::jobs::{self, Job, Settled};
+use super::keys::{KeyBatch, when_due};
 use super::session::{self, Ending, Record};
 use super::setup;
 use super::turns::{Next, Turns};
@@ -251,6 +252,7 @@ async fn run<E: Engine>(
             turns: Turns::default(),
             jobs: JoinSet::new(),
             waiting: VecDeque::new(),
+            keys: KeyBatch::default(),
             turn: None,
             turns_taken: 0,
             awaiting_response: false,
@@ -293,6 +295,8 @@ struct TextSession<'env, S: EngineSession> {
     jobs: JoinSet<Job>,
     /// Words typed while the agent was answering, sent once its turn is over.
     waiting: VecDeque<String>,
+    /// Keys for the model, batched.
+    keys: KeyBatch,
     turn: Option<Turn>,
     turns_taken: u32,
     /// A response was asked for and has not started yet.
@@ -322,6 +326,18 @@ impl<S: EngineSession> TextSession<'_, S> {
                     }
                 },
                 () = &mut max_duration => Some(Ending::new(EndReason::MaxDuration)),
+                () = when_due(self.keys.due()) => {
+                    if self.ctx.keypad().is_collecting() {
+                        // Pressed as a tool started collecting: the tool's, not the model's.
+                        for key in self.keys.take_keys().chars() {
+                            self.ctx.keypad().offer(key);
+                        }
+                    } else {
+                        // The keys reach the model as the caller's words, in their turn.
+                        self.waiting.extend(self.keys.take());
+                    }
+                    None
+                }
                 () = refusal(self.refused_by) => {
                     self.refused_by = None;
                     self.awaiting_response = false;
@@ -362,7 +378,10 @@ impl<S: EngineSession> TextSession<'_, S> {
                 None
             }
             Some(Input::Press(key)) => {
-                session::keypad(self.env, &self.ctx, key);
+                if session::keypad(self.env, &self.ctx, key) {
+                    let due = Instant::now() + self.env.limits.dtmf_gap;
+                    self.keys.press(key, due);
+                }
                 None
             }
             Some(Input::HangUp) | None => Some(Ending::new(EndReason::StreamStopped)),

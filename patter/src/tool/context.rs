@@ -60,9 +60,15 @@ struct Inner {
     stream_id: String,
     direction: Direction,
     parameters: BTreeMap<String, String>,
+    keypad: super::keypad::Keypad,
 }
 
 impl CallContext {
+    /// Where the call's keys go while a tool collects them.
+    pub(crate) fn keypad(&self) -> &super::keypad::Keypad {
+        &self.inner.keypad
+    }
+
     /// Starts a context for the call with this id (the carrier's id of the call).
     pub fn builder(call_id: impl Into<String>) -> CallContextBuilder {
         CallContextBuilder {
@@ -73,6 +79,7 @@ impl CallContext {
                 stream_id: String::new(),
                 direction: Direction::Inbound,
                 parameters: BTreeMap::new(),
+                keypad: Default::default(),
             },
         }
     }

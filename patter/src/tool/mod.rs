@@ -8,6 +8,7 @@
 mod args;
 mod context;
 mod function;
+mod keypad;
 mod output;
 mod set;
 pub mod webhook;
@@ -22,6 +23,7 @@ pub use args::ArgsShape;
 pub use args::{NoArgs, ToolArgs, flat_schema};
 pub use context::{CallContext, CallContextBuilder, Direction};
 pub use function::FnTool;
+pub use keypad::Digits;
 pub use output::{CallAction, IntoToolResult, Json, ToolError, ToolErrorText, ToolOutput};
 pub use set::{DispatchOutcome, ToolSet, ToolSetBuilder, ToolSetError};
 pub use webhook::WebhookTool;
