@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Harness, WAIT};
+use common::{Harness, LogCapture, WAIT};
 use patter::testing::{SentCommand, TestCall};
 use patter::tool::Digits;
 use patter::{CallContext, EndReason, ToolError};
@@ -68,29 +66,9 @@ async fn keys_reach_the_model_as_one_message_per_burst() {
     );
 }
 
-/// Every log line of the process, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_tool_collects_a_pin_that_reaches_neither_the_model_the_transcript_nor_the_logs() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = LogCapture::install();
     let mut h = Harness::start(PinDesk).await;
     let call = h.call(81).await;
     let conn = h.engine_conn(0).await;
@@ -128,7 +106,7 @@ async fn a_tool_collects_a_pin_that_reaches_neither_the_model_the_transcript_nor
             .all(|e| !e.contains("4321") && !e.contains("4 3 2 1")),
         "{sent:?}"
     );
-    let logs = String::from_utf8(capture.0.lock().expect("lock").clone()).expect("utf-8");
+    let logs = capture.text();
     assert!(
         logs.contains("keypad press"),
         "the presses are logged, without their keys"

@@ -3,28 +3,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{Harness, Options, WAIT, mulaw_b64};
+use common::{Harness, LogCapture, Options, WAIT, mulaw_b64};
 use patter::{AgentSpec, ToolSet, WebhookTool};
 use patter_tests::fake_openai::error_event;
 
 const WEBHOOK_SECRET: &str = "whsec_super_secret_signing_value";
-
-/// Every log line of the process, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[patter::args]
 struct Query {
@@ -34,13 +17,7 @@ struct Query {
 
 #[tokio::test]
 async fn a_full_call_logs_no_secret() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = LogCapture::install();
 
     // A webhook tool whose endpoint is down: retries and a failure are logged.
     let closed_port = {
@@ -79,7 +56,7 @@ async fn a_full_call_logs_no_secret() {
     call.stream.send_stop().await.expect("stop");
     let summary = h.next_end().await;
 
-    let logs = String::from_utf8(capture.0.lock().expect("lock").clone()).expect("utf-8");
+    let logs = capture.text();
     assert!(
         logs.contains("tool failed"),
         "the logs did record the call:\n{logs}"
