@@ -20,6 +20,7 @@ const KEYS: &[&str] = &[
     "engine",
     "transfers",
     "transfer_allow",
+    "record",
 ];
 
 #[derive(Default)]
@@ -33,6 +34,7 @@ struct AgentAttrs {
     variables: Vec<(String, LitStr)>,
     transfers: Vec<(String, LitStr)>,
     transfer_allow: Vec<LitStr>,
+    record: Option<syn::LitBool>,
     tools: Vec<Path>,
 }
 
@@ -113,6 +115,7 @@ fn parse_attrs(tokens: TokenStream, errors: &mut Errors) -> AgentAttrs {
                 attrs.transfers.push((name, number));
                 Ok(())
             })?,
+            "record" => attrs.record = Some(meta.value()?.parse()?),
             "transfer_allow" => {
                 let patterns: LitStr = meta.value()?.parse()?;
                 for pattern in patterns.value().split(',').map(str::trim) {
@@ -346,6 +349,9 @@ fn spec_body_with_names(
     }
     for (name, value) in &attrs.variables {
         settings.push(quote!(.variable(#name, #value)));
+    }
+    if let Some(record) = &attrs.record {
+        settings.push(quote!(.record(#record)));
     }
     if !attrs.transfers.is_empty() || !attrs.transfer_allow.is_empty() {
         let names = attrs.transfers.iter().map(|(name, _)| name);

@@ -58,6 +58,9 @@ pub struct AgentSpec {
     /// Where `transfer_call` may send a caller (nowhere by default: the tool is then not
     /// offered).
     pub transfers: Transfers,
+    /// Whether calls are recorded, caller and agent on separate channels (off by default);
+    /// `on_recording` gets each recording.
+    pub record: bool,
 }
 
 impl AgentSpec {
@@ -73,6 +76,7 @@ impl AgentSpec {
             audio: AudioFormat::Pcmu,
             engine: EngineKind::Realtime,
             transfers: Transfers::default(),
+            record: false,
         }
     }
 
@@ -109,6 +113,12 @@ impl AgentSpec {
     /// Sets one prompt variable.
     pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.variables.insert(name.into(), value.into());
+        self
+    }
+
+    /// Records calls, caller and agent on separate channels.
+    pub fn record(mut self, record: bool) -> Self {
+        self.record = record;
         self
     }
 

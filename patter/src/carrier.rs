@@ -113,6 +113,14 @@ pub trait CallControl: Send + Sync + 'static {
         call_id: &'a str,
         number: &'a str,
     ) -> BoxFuture<'a, Result<(), ControlError>>;
+
+    /// Starts recording the call, caller and agent on separate channels; the carrier
+    /// reports the finished recording on its own (Twilio: the recording status callback).
+    /// Carriers without recordings refuse.
+    fn start_recording<'a>(&'a self, call_id: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        let _ = call_id;
+        Box::pin(async { Err(ControlError::new("this call cannot be recorded")) })
+    }
 }
 
 /// Why a call-control request failed; the model is told the message.

@@ -25,7 +25,7 @@ mod util;
 
 pub use audio::AudioFormat;
 pub use call::{
-    CallEnv, CallEvent, CallSetup, CallSummary, EndReason, Hooks, NumberPattern, Role,
+    CallEnv, CallEvent, CallSetup, CallSummary, EndReason, Hooks, NumberPattern, Recording, Role,
     ToolCallRecord, TranscriptEntry, TransferError, Transfers,
 };
 pub use config::{Config, ConfigBuilder, Limits, LocalConfig};
@@ -50,7 +50,8 @@ pub use tool::{
 /// (`"pcmu"`, `"pcm24k"`), `engine` (`"realtime"`, `"gpt-live"`), `variables(name = "…")`,
 /// `transfers(sales = "+15550111", …)` (where `transfer_call` may send a caller, by name) and
 /// `transfer_allow = "+1555XXXXXXX, +44*"` (numbers the model may give; see [`Transfers`])
-/// are optional. `tools(...)` lists tools by path (`lookup`,
+/// and `record = true` (dual-channel call recordings, reported to `on_recording`) are
+/// optional. `tools(...)` lists tools by path (`lookup`,
 /// `tools::lookup`, `crate::tools::lookup`); a tool named like a crate you depend on (`log`,
 /// say) is listed as `crate::log`, or `self::log`, so that the name is not ambiguous.
 pub use patter_macros::agent;

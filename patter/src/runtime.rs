@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 
 use crate::agent::Agent;
-use crate::call::{CallEvent, CallSetup, CallSummary, Hooks, TranscriptEntry};
+use crate::call::{CallEvent, CallSetup, CallSummary, Hooks, Recording, TranscriptEntry};
 use crate::config::{Config, ConfigBuilder};
 use crate::error::{ConfigError, Result};
 use crate::server;
@@ -106,6 +106,17 @@ impl Patter {
         F: Fn(&CallContext, &CallEvent<'_>) + Send + Sync + 'static,
     {
         self.hooks = self.hooks.on_event(hook);
+        self
+    }
+
+    /// Runs for each finished recording of a recorded call (`record` on the agent, or
+    /// `CallSetup::record`), with its id, media URL and duration. It gets 10 s.
+    pub fn on_recording<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Recording) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks = self.hooks.on_recording(hook);
         self
     }
 

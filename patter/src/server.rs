@@ -21,14 +21,15 @@ use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::FutureExt;
 use tokio::sync::{Notify, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use axum::extract::ws::WebSocket;
 use tracing::Instrument;
 
 use crate::agent::{Agent, AgentSpec};
-use crate::call::{CallEnv, Hooks};
+use crate::call::{CallEnv, Hooks, Recording};
 use crate::config::Config;
 use crate::deploy::{self, Engines};
 use crate::engine::EngineKind;
@@ -119,7 +120,8 @@ pub(crate) fn build_app(config: Config, hooks: Hooks, agent: AgentSpec) -> Arc<A
         &config.twilio_api_url,
         &config.twilio_account_sid,
         config.twilio_auth_token.clone(),
-    );
+    )
+    .recording_callback(config.public_url.http("/twilio/recording"));
     let env = CallEnv::new(deploy::deployed(&config.local, agent))
         .hooks(hooks)
         .limits(config.local.limits.clone())
@@ -143,6 +145,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/twilio/voice", post(voice))
         .route("/twilio/stream", get(stream))
         .route("/twilio/status", post(status))
+        .route("/twilio/recording", post(recording))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
@@ -336,6 +339,49 @@ async fn status(
         "call status"
     );
     xml(twiml::empty())
+}
+
+/// Twilio's recording status callback: signature checked, then `on_recording`.
+async fn recording(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = match verify_post(&app, &uri, &headers, &body) {
+        Ok(params) => params,
+        Err(forbidden) => return forbidden.into_response(),
+    };
+    let (call_id, recording_id) = (param(&params, "CallSid"), param(&params, "RecordingSid"));
+    if call_id.is_empty() || recording_id.is_empty() {
+        return (StatusCode::BAD_REQUEST, "missing CallSid or RecordingSid").into_response();
+    }
+    let recording = Recording {
+        call_id: call_id.to_owned(),
+        recording_id: recording_id.to_owned(),
+        url: param(&params, "RecordingUrl").to_owned(),
+        status: param(&params, "RecordingStatus").to_owned(),
+        duration: param(&params, "RecordingDuration")
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs),
+        channels: param(&params, "RecordingChannels").parse().ok(),
+    };
+    info!(
+        call_sid = call_id,
+        recording_sid = recording_id,
+        status = %recording.status,
+        "recording status"
+    );
+    if let Some(hook) = &app.env.hooks.on_recording {
+        let ran = std::panic::AssertUnwindSafe(hook(recording)).catch_unwind();
+        match tokio::time::timeout(Duration::from_secs(10), ran).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => error!("on_recording panicked"),
+            Err(_) => warn!("on_recording did not finish within 10 s; abandoned"),
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {

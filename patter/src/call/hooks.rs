@@ -18,6 +18,7 @@ pub struct CallSetup {
     pub(crate) first_message: Option<Option<String>>,
     pub(crate) variables: BTreeMap<String, String>,
     pub(crate) tools: Option<ToolSet>,
+    pub(crate) record: Option<bool>,
 }
 
 impl CallSetup {
@@ -47,6 +48,12 @@ impl CallSetup {
     /// Sets a prompt variable for this call.
     pub fn variable(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.variables.insert(name.into(), value.into());
+        self
+    }
+
+    /// Records this call (or not), whatever the agent says.
+    pub fn record(mut self, record: bool) -> Self {
+        self.record = Some(record);
         self
     }
 
@@ -89,10 +96,30 @@ pub enum CallEvent<'a> {
     },
 }
 
+/// A finished call recording, as the carrier reports it ([`Hooks::on_recording`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recording {
+    /// The call it records.
+    pub call_id: String,
+    /// The carrier's id of the recording (`RE…`).
+    pub recording_id: String,
+    /// Where the media is (Twilio: append `.wav` or `.mp3`; fetching needs the account's
+    /// credentials).
+    pub url: String,
+    /// `completed`, or `absent` (nothing was recorded).
+    pub status: String,
+    /// How long it is.
+    pub duration: Option<Duration>,
+    /// Channels in the file: 2 for caller and agent apart.
+    pub channels: Option<u8>,
+}
+
 type StartHook = dyn Fn(CallContext) -> BoxFuture<'static, CallSetup> + Send + Sync;
 type TranscriptHook = dyn Fn(&CallContext, &TranscriptEntry) + Send + Sync;
 type DtmfHook = dyn Fn(&CallContext, char) + Send + Sync;
 type EventHook = dyn Fn(&CallContext, &CallEvent<'_>) + Send + Sync;
+type RecordingHook = dyn Fn(Recording) -> BoxFuture<'static, ()> + Send + Sync;
 type EndHook = dyn Fn(CallSummary) -> BoxFuture<'static, ()> + Send + Sync;
 
 /// The lifecycle hooks of every call: [`Patter`](crate::Patter) sets them for a server,
@@ -114,6 +141,7 @@ pub struct Hooks {
     pub(crate) on_transcript: Option<Arc<TranscriptHook>>,
     pub(crate) on_dtmf: Option<Arc<DtmfHook>>,
     pub(crate) on_event: Option<Arc<EventHook>>,
+    pub(crate) on_recording: Option<Arc<RecordingHook>>,
     pub(crate) on_call_end: Option<Arc<EndHook>>,
 }
 
@@ -181,6 +209,17 @@ impl Hooks {
         self
     }
 
+    /// Runs for each finished recording of a recorded call (Twilio's recording status
+    /// callback, signature checked), with its id, media URL and duration. It gets 10 s.
+    pub fn on_recording<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Recording) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_recording = Some(Arc::new(move |recording| Box::pin(hook(recording))));
+        self
+    }
+
     /// Runs once when a call ends, however it ends, with the reason, duration, transcript
     /// and tool calls. It gets 10 s.
     pub fn on_call_end<F, Fut>(mut self, hook: F) -> Self
@@ -200,6 +239,7 @@ impl fmt::Debug for Hooks {
             .field("on_transcript", &self.on_transcript.is_some())
             .field("on_dtmf", &self.on_dtmf.is_some())
             .field("on_event", &self.on_event.is_some())
+            .field("on_recording", &self.on_recording.is_some())
             .field("on_call_end", &self.on_call_end.is_some())
             .finish()
     }

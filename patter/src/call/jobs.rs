@@ -57,6 +57,17 @@ pub(super) enum Job {
         output: String,
         outcome: ActionsOutcome,
     },
+    /// The carrier was asked to record the call.
+    Recording(Result<(), crate::carrier::ControlError>),
+}
+
+/// Asks the carrier to record the call, on its own task: the call does not wait for it.
+pub(super) fn spawn_recording(jobs: &mut JoinSet<Job>, control: &Arc<dyn CallControl>, call: &str) {
+    let control = Arc::clone(control);
+    let call = call.to_owned();
+    jobs.spawn(
+        async move { Job::Recording(control.start_recording(&call).await) }.in_current_span(),
+    );
 }
 
 /// What follows a tool's actions.

@@ -28,7 +28,7 @@ use std::time::Duration;
 use crate::tool::CallContext;
 
 pub use env::CallEnv;
-pub use hooks::{CallEvent, CallSetup, Hooks};
+pub use hooks::{CallEvent, CallSetup, Hooks, Recording};
 pub use system_tools::system_tools;
 pub use text::{NotAKey, TextCall, TextEvent, TurnMetrics};
 pub use transfers::{NumberPattern, TransferError, Transfers};

@@ -55,6 +55,10 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
                 return finish(env, &ctx, ending, started, Record::default()).await;
             }
         };
+        let mut jobs = JoinSet::new();
+        if plan.record {
+            jobs::spawn_recording(&mut jobs, &env.control, ctx.call_id());
+        }
         Session {
             env,
             relay: AudioRelay::new(plan.setup.audio),
@@ -66,7 +70,7 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
             playback: Playback::default(),
             turns: Turns::default(),
             closing: None,
-            jobs: JoinSet::new(),
+            jobs,
             speaking: watch::Sender::new(false),
             record: Record::default(),
             started,
@@ -514,6 +518,15 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 }
                 Settled::Answer(output) => self.answer_tool(&response_id, &call_id, &output).await,
             },
+            Job::Recording(Ok(())) => {
+                info!("recording started");
+                None
+            }
+            Job::Recording(Err(e)) => {
+                // The call goes on unrecorded.
+                warn!(error = %e, "the call could not be recorded");
+                None
+            }
         }
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct CallPlan {
     pub(crate) tools: ToolSet,
     /// The engine's configuration.
     pub(crate) setup: EngineSetup,
+    /// Whether the call is recorded.
+    pub(crate) record: bool,
 }
 
 /// Runs `on_call_start` (bounded) and works out the call's tools and engine setup.
@@ -74,6 +76,7 @@ pub(crate) async fn plan(env: &CallEnv, default_model: &str, ctx: &CallContext) 
     CallPlan {
         tools,
         setup: engine_setup,
+        record: setup.record.unwrap_or(spec.record),
     }
 }
 

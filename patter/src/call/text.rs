@@ -602,6 +602,8 @@ impl<S: EngineSession> TextSession<'_, S> {
                 }
                 Settled::Answer(output) => self.answer_tool(&response_id, &call_id, &output).await,
             },
+            // A text conversation has no line to record.
+            Job::Recording(_) => None,
         }
     }
 

@@ -31,6 +31,8 @@ pub struct TwilioRest {
     base: String,
     account_sid: String,
     auth_token: Secret,
+    /// Where Twilio reports finished recordings.
+    recording_callback: Option<String>,
 }
 
 impl TwilioRest {
@@ -40,7 +42,32 @@ impl TwilioRest {
             base: base.trim_end_matches('/').to_owned(),
             account_sid: account_sid.to_owned(),
             auth_token,
+            recording_callback: None,
         }
+    }
+
+    /// Where Twilio reports finished recordings (the server's `/twilio/recording`).
+    pub fn recording_callback(mut self, url: impl Into<String>) -> Self {
+        self.recording_callback = Some(url.into());
+        self
+    }
+
+    /// Starts a dual-channel recording of the call (caller and agent apart):
+    /// `POST …/Calls/{call_sid}/Recordings.json`, reported when done to the recording
+    /// callback.
+    pub async fn start_recording(&self, call_sid: &str) -> Result<(), RestError> {
+        let mut form = vec![("RecordingChannels", "dual"), ("RecordingTrack", "both")];
+        if let Some(callback) = &self.recording_callback {
+            form.push(("RecordingStatusCallback", callback));
+            form.push(("RecordingStatusCallbackMethod", "POST"));
+            form.push(("RecordingStatusCallbackEvent", "completed"));
+            form.push(("RecordingStatusCallbackEvent", "absent"));
+        }
+        self.post(
+            &format!("Calls/{}/Recordings.json", encode_segment(call_sid)),
+            &form,
+        )
+        .await
     }
 
     /// Ends an in-progress call (`Status=completed`).
@@ -56,11 +83,16 @@ impl TwilioRest {
 
     /// `POST /2010-04-01/Accounts/{sid}/Calls/{call_sid}.json` with `form`.
     pub async fn update(&self, call_sid: &str, form: &[(&str, &str)]) -> Result<(), RestError> {
+        self.post(&format!("Calls/{}.json", encode_segment(call_sid)), form)
+            .await
+    }
+
+    /// `POST /2010-04-01/Accounts/{sid}/{path}` with `form`, authenticated.
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<(), RestError> {
         let url = format!(
-            "{}/2010-04-01/Accounts/{}/Calls/{}.json",
+            "{}/2010-04-01/Accounts/{}/{path}",
             self.base,
             encode_segment(&self.account_sid),
-            encode_segment(call_sid)
         );
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
@@ -105,6 +137,7 @@ impl fmt::Debug for TwilioRest {
             .field("base", &self.base)
             .field("account_sid", &self.account_sid)
             .field("auth_token", &self.auth_token)
+            .field("recording_callback", &self.recording_callback)
             .finish()
     }
 }
@@ -125,6 +158,14 @@ impl CallControl for TwilioRest {
     ) -> BoxFuture<'a, Result<(), ControlError>> {
         Box::pin(async move {
             TwilioRest::transfer(self, call_id, number)
+                .await
+                .map_err(|e| ControlError::new(e.to_string()))
+        })
+    }
+
+    fn start_recording<'a>(&'a self, call_id: &'a str) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            TwilioRest::start_recording(self, call_id)
                 .await
                 .map_err(|e| ControlError::new(e.to_string()))
         })

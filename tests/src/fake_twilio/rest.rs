@@ -85,6 +85,8 @@ struct RestState {
 /// * `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` (update: `Twiml`, `Url`,
 ///   `Status`, …) answers `200` with a JSON Call resource `{"sid", "account_sid", "status",
 ///   …}`; `status` is the posted `Status` if any, else `in-progress`.
+/// * `POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Recordings.json` (start a call
+///   recording) answers `201` with a recording resource;
 /// * `POST /2010-04-01/Accounts/{AccountSid}/Calls.json` (create) answers `201` with a new
 ///   `CA…` sid and status `queued`.
 /// * A request without an `Authorization` header gets Twilio's `401` (code 20003); any other
@@ -178,6 +180,20 @@ impl FakeTwilioRest {
     }
 }
 
+/// Parses `/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}/Recordings.json` (start a
+/// call recording).
+fn parse_recordings_path(path: &str) -> Option<(String, String)> {
+    let rest = path.strip_prefix("/2010-04-01/Accounts/")?;
+    let (account, rest) = rest.split_once('/')?;
+    let call = rest
+        .strip_prefix("Calls/")?
+        .strip_suffix("/Recordings.json")?;
+    if account.is_empty() || call.is_empty() || call.contains('/') {
+        return None;
+    }
+    Some((account.to_owned(), call.to_owned()))
+}
+
 /// Parses `/2010-04-01/Accounts/{AccountSid}/Calls.json` or
 /// `/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`.
 fn parse_calls_path(path: &str) -> Option<(String, Option<String>)> {
@@ -246,7 +262,12 @@ async fn handle(
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     let path = uri.path().to_owned();
-    let parsed = parse_calls_path(&path);
+    let recording = parse_recordings_path(&path);
+    let parsed = parse_calls_path(&path).or_else(|| {
+        recording
+            .as_ref()
+            .map(|(account, call)| (account.clone(), Some(call.clone())))
+    });
     let (account_sid, call_sid, created) = match &parsed {
         Some((account, Some(call))) => (account.clone(), call.clone(), false),
         Some((account, None)) => (
@@ -282,6 +303,15 @@ async fn handle(
         && !(200..300).contains(&status)
     {
         return twilio_error(status, "Error forced by FakeTwilioRest::set_status");
+    }
+    if recording.is_some() {
+        let status = StatusCode::from_u16(forced.unwrap_or(201)).unwrap_or(StatusCode::CREATED);
+        let body = json!({
+            "sid": format!("RE{:032x}", state.next_sid.fetch_add(1, Ordering::Relaxed)),
+            "account_sid": account_sid, "call_sid": call_sid, "status": "in-progress",
+            "channels": 2, "source": "StartCallRecordingAPI", "api_version": "2010-04-01"
+        });
+        return (status, axum::Json(body)).into_response();
     }
     let (default_status, call_status) = if created {
         (201, "queued".to_owned())
