@@ -98,9 +98,15 @@ fn parse_attrs(tokens: TokenStream, errors: &mut Errors) -> AgentAttrs {
                 let Some(name) = dest.path.get_ident() else {
                     return Err(dest.error("write `transfers(sales = \"+15550111\", …)`"));
                 };
-                let name = name.to_string();
-                if name.len() > 32 {
-                    return Err(dest.error("a destination name has at most 32 characters"));
+                let name = syn::ext::IdentExt::unraw(name).to_string();
+                if name.len() > 32
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(dest.error(
+                        "a destination name has at most 32 characters of A-Z, a-z, 0-9 and _",
+                    ));
                 }
                 if attrs.transfers.iter().any(|(n, _)| *n == name) {
                     return Err(dest.error(format!("destination `{name}` is given twice")));

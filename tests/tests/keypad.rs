@@ -72,9 +72,11 @@ async fn a_tool_collects_a_pin_that_reaches_neither_the_model_the_transcript_nor
     let mut h = Harness::start(PinDesk).await;
     let call = h.call(81).await;
     let conn = h.engine_conn(0).await;
+    // The caller starts typing before the agent has even asked: that key waits, and goes
+    // to the tool, first, once it collects.
+    call.stream.send_dtmf("4").await.expect("dtmf");
     conn.send_function_call_response("resp_1", &[("call_1", "check_pin", "{}")]);
-    // The tool is waiting; the caller types the PIN and #.
-    for key in ["4", "3", "2", "1", "#"] {
+    for key in ["3", "2", "1", "#"] {
         call.stream.send_dtmf(key).await.expect("dtmf");
     }
     let output = conn
@@ -113,4 +115,22 @@ async fn a_tool_collects_a_pin_that_reaches_neither_the_model_the_transcript_nor
     );
     assert!(!logs.contains("4321"), "the PIN is not logged");
     h.engine.assert_no_schema_violations();
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_wait_while_an_answer_is_due_and_go_once_it_is_given() {
+    let mut call = TestCall::new(PinDesk).start().await;
+    call.caller_says("I'll type it.").await; // the engine heard the caller stop
+    call.caller_presses("5").await;
+    call.advance(Duration::from_millis(1600)).await;
+    assert!(
+        caller_texts(&call.engine_commands()).is_empty(),
+        "a second response would be refused while the first is due"
+    );
+    call.model_says("Go ahead.").await;
+    call.advance(Duration::from_millis(1600)).await;
+    assert_eq!(
+        caller_texts(&call.engine_commands()),
+        ["The caller pressed 5"]
+    );
 }

@@ -26,14 +26,21 @@ impl KeyBatch {
         self.due
     }
 
-    /// Keeps the keys until [`KeyBatch::take`] (the agent is answering).
-    pub(crate) fn hold(&mut self) {
-        self.due = None;
+    /// Keeps the keys a while longer (the agent is answering): they are looked at again at
+    /// `due`, for a tool that may have started collecting, or for the model.
+    pub(crate) fn hold(&mut self, due: Instant) {
+        self.due = Some(due);
     }
 
-    /// Whether keys wait, held or due.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+    /// Hands every waiting key to the tool collecting keys, if one is; `true` if it did.
+    pub(crate) fn hand_to_collector(&mut self, keypad: &crate::tool::Keypad) -> bool {
+        if self.keys.is_empty() || !keypad.is_collecting() {
+            return false;
+        }
+        for key in self.take_keys().chars() {
+            keypad.offer(key);
+        }
+        true
     }
 
     /// The keys themselves, emptying the batch.
@@ -74,10 +81,10 @@ mod tests {
         batch.press('1', now);
         batch.press('2', now);
         batch.press('#', now);
-        batch.hold();
-        assert_eq!(batch.due(), None);
-        assert!(!batch.is_empty());
+        let later = now + std::time::Duration::from_secs(1);
+        batch.hold(later);
+        assert_eq!(batch.due(), Some(later));
         assert_eq!(batch.take().as_deref(), Some("The caller pressed 1 2 #"));
-        assert!(batch.is_empty());
+        assert_eq!(batch.take(), None);
     }
 }

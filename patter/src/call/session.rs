@@ -29,6 +29,11 @@ use crate::carrier::{CarrierCommand, CarrierError, CarrierEvent, CarrierLeg};
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession};
 use crate::tool::{CallContext, ToolSet};
 
+/// How long an answer is expected after it was asked for, or after the caller stopped
+/// speaking: messages for the model wait meanwhile (a second response would be refused);
+/// past it the engine is taken not to be answering.
+const ANSWER_DUE_WITHIN: Duration = Duration::from_secs(2);
+
 /// How long closing a leg or the engine session may take before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -77,6 +82,7 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
             mark_name: String::new(),
             speech_stopped: None,
             keys: KeyBatch::default(),
+            response_requested: None,
         }
         .run()
         .await
@@ -177,6 +183,8 @@ struct Session<'env, S: EngineSession, C: CarrierLeg> {
     speech_stopped: Option<(Instant, Vec<String>)>,
     /// Keys for the model, batched.
     keys: KeyBatch,
+    /// When a response was asked of the engine, until it starts.
+    response_requested: Option<Instant>,
 }
 
 impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
@@ -293,6 +301,8 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 None
             }
             CarrierEvent::Dtmf { digit } => {
+                // Keys already waiting go to a collecting tool before this one, in order.
+                self.keys.hand_to_collector(self.ctx.keypad());
                 if keypad(self.env, &self.ctx, digit) {
                     let due = Instant::now() + self.env.limits.dtmf_gap;
                     self.keys.press(digit, due);
@@ -343,6 +353,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 // The first message goes once, after the engine has its configuration.
                 match self.first_message.take() {
                     Some(text) => {
+                        self.response_requested = Some(Instant::now());
                         self.send_engine(EngineCommand::SayVerbatim { text: &text })
                             .await
                     }
@@ -350,6 +361,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 }
             }
             EngineEvent::ResponseStarted { response_id } => {
+                self.response_requested = None;
                 if let Some((_, since)) = &mut self.speech_stopped {
                     since.push(response_id.to_string());
                 }
@@ -389,9 +401,6 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 debug!(%response_id, %status, "response done");
                 let next = self.turns.response_done(&response_id);
                 self.publish_speaking();
-                if next == Next::Nothing && !self.keys.is_empty() && self.keys.due().is_none() {
-                    return self.send_keys().await;
-                }
                 self.go_on(next).await
             }
             EngineEvent::UserTranscript { text } => {
@@ -414,8 +423,10 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                         message: message.into_owned(),
                     }));
                 }
-                // An engine's benign errors (a response already active, say): logged only.
+                // An engine's benign errors (a response already active, say): logged only. A
+                // refused request starts no response: messages waiting on one may go.
                 warn!(%code, %message, "engine error");
+                self.response_requested = None;
                 None
             }
             EngineEvent::TextDelta { .. } | EngineEvent::Ignored => None,
@@ -549,24 +560,40 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
     /// The caller's keys go to the model as one message, unless the agent is answering:
     /// then they wait for its response to finish.
     async fn send_keys(&mut self) -> Option<Ending> {
-        if self.ctx.keypad().is_collecting() {
-            for key in self.keys.take_keys().chars() {
-                self.ctx.keypad().offer(key);
-            }
+        if self.keys.hand_to_collector(self.ctx.keypad()) {
             return None;
         }
-        if self.turns.is_responding() {
-            self.keys.hold();
+        if self.response_pending() {
+            // Looked at again a gap later: a tool may start collecting, or the agent finish.
+            self.keys.hold(Instant::now() + self.env.limits.dtmf_gap);
             return None;
         }
         let text = self.keys.take()?;
+        self.response_requested = Some(Instant::now());
         self.send_engine(EngineCommand::CallerText { text: &text })
             .await
     }
 
+    /// Whether the agent is answering or about to (a response asked for and not started,
+    /// the caller's words heard and not yet answered, a goodbye): a message for the model
+    /// then waits, as a second response would be refused.
+    fn response_pending(&self) -> bool {
+        let due = |at: &Instant| at.elapsed() < ANSWER_DUE_WITHIN;
+        self.turns.is_responding()
+            || self.closing.is_some()
+            || self.response_requested.as_ref().is_some_and(due)
+            || self
+                .speech_stopped
+                .as_ref()
+                .is_some_and(|(at, since)| since.is_empty() && due(at))
+    }
+
     async fn go_on(&mut self, next: Next) -> Option<Ending> {
         match next {
-            Next::Continue => self.send_engine(EngineCommand::ContinueAfterTools).await,
+            Next::Continue => {
+                self.response_requested = Some(Instant::now());
+                self.send_engine(EngineCommand::ContinueAfterTools).await
+            }
             Next::Wait | Next::Nothing => None,
         }
     }

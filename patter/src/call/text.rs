@@ -327,12 +327,8 @@ impl<S: EngineSession> TextSession<'_, S> {
                 },
                 () = &mut max_duration => Some(Ending::new(EndReason::MaxDuration)),
                 () = when_due(self.keys.due()) => {
-                    if self.ctx.keypad().is_collecting() {
-                        // Pressed as a tool started collecting: the tool's, not the model's.
-                        for key in self.keys.take_keys().chars() {
-                            self.ctx.keypad().offer(key);
-                        }
-                    } else {
+                    // Pressed as a tool started collecting: the tool's, not the model's.
+                    if !self.keys.hand_to_collector(self.ctx.keypad()) {
                         // The keys reach the model as the caller's words, in their turn.
                         self.waiting.extend(self.keys.take());
                     }
@@ -378,6 +374,7 @@ impl<S: EngineSession> TextSession<'_, S> {
                 None
             }
             Some(Input::Press(key)) => {
+                self.keys.hand_to_collector(self.ctx.keypad());
                 if session::keypad(self.env, &self.ctx, key) {
                     let due = Instant::now() + self.env.limits.dtmf_gap;
                     self.keys.press(key, due);

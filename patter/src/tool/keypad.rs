@@ -28,12 +28,13 @@ pub struct Digits {
 }
 
 impl Digits {
-    /// At most `max` keys (at least one), within 10 s, with no end key.
+    /// At most `max` keys (at least one), within 8 s (inside a tool's default 10 s), with
+    /// no end key.
     pub fn up_to(max: usize) -> Self {
         Digits {
             max: max.max(1),
             end: None,
-            within: Duration::from_secs(10),
+            within: Duration::from_secs(8),
         }
     }
 
@@ -111,7 +112,11 @@ impl CallContext {
             *collector = Some(tx);
         }
         let _collecting = Collecting(keypad);
-        let deadline = tokio::time::Instant::now() + digits.within;
+        let now = tokio::time::Instant::now();
+        // A limit too far to represent is no limit (the tool's own timeout still holds).
+        let deadline = now
+            .checked_add(digits.within)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         let mut keys = String::new();
         while keys.len() < digits.max {
             match tokio::time::timeout_at(deadline, rx.recv()).await {

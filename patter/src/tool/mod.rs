@@ -24,6 +24,7 @@ pub use args::{NoArgs, ToolArgs, flat_schema};
 pub use context::{CallContext, CallContextBuilder, Direction};
 pub use function::FnTool;
 pub use keypad::Digits;
+pub(crate) use keypad::Keypad;
 pub use output::{CallAction, IntoToolResult, Json, ToolError, ToolErrorText, ToolOutput};
 pub use set::{DispatchOutcome, ToolSet, ToolSetBuilder, ToolSetError};
 pub use webhook::WebhookTool;
