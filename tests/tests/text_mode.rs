@@ -175,15 +175,25 @@ async fn a_refused_response_ends_the_turn_with_an_error_and_the_conversation_goe
     assert_eq!(call.finish().await.reason, EndReason::StreamStopped);
 }
 
-#[tokio::test]
-async fn a_fatal_error_or_a_dropped_engine_ends_the_conversation_with_its_reason() {
+/// A text call whose engine has been asked for a response that never starts.
+async fn stalled_call() -> (
+    FakeRealtime,
+    patter::call::TextCall,
+    patter_tests::fake_openai::ConnHandle,
+) {
     let fake = FakeRealtime::start_with_model(|_: &ModelInput| ModelReply::Stall).await;
-    let mut call = start(&fake);
+    let call = start(&fake);
     call.say("hello");
     let conn = fake.wait_for_conn(0, WAIT).await.expect("connects");
     conn.wait_for_event("response.create", WAIT)
         .await
         .expect("asks for a response");
+    (fake, call, conn)
+}
+
+#[tokio::test]
+async fn a_fatal_error_or_a_dropped_engine_ends_the_conversation_with_its_reason() {
+    let (_fake, mut call, conn) = stalled_call().await;
     conn.send(json!({
         "type": "error", "event_id": "event_1",
         "error": { "type": "invalid_request_error", "code": "invalid_api_key", "message": "bad key" }
@@ -199,13 +209,7 @@ async fn a_fatal_error_or_a_dropped_engine_ends_the_conversation_with_its_reason
         })
     ));
 
-    let fake = FakeRealtime::start_with_model(|_: &ModelInput| ModelReply::Stall).await;
-    let mut call = start(&fake);
-    call.say("hello");
-    let conn = fake.wait_for_conn(0, WAIT).await.expect("connects");
-    conn.wait_for_event("response.create", WAIT)
-        .await
-        .expect("asks for a response");
+    let (_fake, mut call, conn) = stalled_call().await;
     conn.drop_tcp();
     let events = events_until_end(&mut call).await;
     assert!(matches!(
