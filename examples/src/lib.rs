@@ -1,13 +1,14 @@
 //! The agents behind the example binaries, as a library so the test suite can pin their
 //! tool schemas, and the few lines every example binary shares.
 
+pub mod appointment_reminder;
 pub mod customer_service;
 pub mod product_specialist;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use patter::{Agent, Patter};
+use patter::{Agent, AgentSpec, Patter};
 
 /// Loads `.env`, sets up logging, reads the configuration and serves `agent` until Ctrl-C;
 /// with the argument `console`, talks to it in text instead (see `patter::console`), and
@@ -45,11 +46,39 @@ pub async fn serve(agent: impl Agent) -> ExitCode {
                 .unwrap_or_else(|_| "info,patter=debug".into()),
         )
         .init();
+    let (phone, agent) = match settings(agent) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let port = phone.config().port();
+    let phone = phone.on_call_end(|summary| async move {
+        println!(
+            "call {} ended ({:?}) after {:.0?}: {} turns, {} tool calls",
+            summary.context.call_id(),
+            summary.reason,
+            summary.duration,
+            summary.transcript.len(),
+            summary.tool_calls.len()
+        );
+    });
+    match phone.serve(agent, port).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the configuration from the environment and checks `agent`'s tools. A missing or
+/// malformed variable, or an invalid tool, is printed (each one, with what to set) and
+/// gives exit code 2.
+pub fn settings(agent: impl Agent) -> Result<(Patter, AgentSpec), ExitCode> {
     // Both checks run first, so one message names every missing variable.
     let agent = Arc::new(agent).spec();
     let phone = Patter::from_env();
-    let (phone, agent) = match (phone, agent) {
-        (Ok(phone), Ok(agent)) => (phone, agent),
+    match (phone, agent) {
+        (Ok(phone), Ok(agent)) => Ok((phone, agent)),
         (phone, agent) => {
             if let Err(e) = &phone {
                 eprintln!("error: {e}");
@@ -68,25 +97,7 @@ pub async fn serve(agent: impl Agent) -> ExitCode {
                     missing.join(", ")
                 );
             }
-            return ExitCode::from(2);
-        }
-    };
-    let port = phone.config().port();
-    let phone = phone.on_call_end(|summary| async move {
-        println!(
-            "call {} ended ({:?}) after {:.0?}: {} turns, {} tool calls",
-            summary.context.call_id(),
-            summary.reason,
-            summary.duration,
-            summary.transcript.len(),
-            summary.tool_calls.len()
-        );
-    });
-    match phone.serve(agent, port).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            Err(ExitCode::from(2))
         }
     }
 }

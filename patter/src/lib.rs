@@ -12,6 +12,7 @@ pub mod console;
 mod deploy;
 pub mod engine;
 mod error;
+pub mod outbound;
 mod runtime;
 mod secret;
 mod server;
@@ -36,6 +37,7 @@ pub use serde_json::Value as JsonValue;
 /// Builds a [`JsonValue`] from JSON-like syntax, for tool results and tests:
 /// `patter::json!({ "in_stock": true })`.
 pub use serde_json::json;
+pub use server::Server;
 
 pub use agent::{Agent, AgentSpec};
 pub use secret::Secret;

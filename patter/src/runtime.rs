@@ -4,10 +4,11 @@ use std::fmt;
 use std::future::Future;
 
 use crate::agent::Agent;
+use crate::agent::AgentSpec;
 use crate::call::{CallEvent, CallSetup, CallSummary, Hooks, Recording, TranscriptEntry};
 use crate::config::{Config, ConfigBuilder};
 use crate::error::{ConfigError, Result};
-use crate::server;
+use crate::server::{self, Server};
 use crate::tool::CallContext;
 
 /// A phone line for an agent: credentials, the public URL, endpoints, limits and hooks.
@@ -29,6 +30,8 @@ use crate::tool::CallContext;
 pub struct Patter {
     config: Config,
     hooks: Hooks,
+    /// Agents a dialled call may name, besides the served one.
+    named: Vec<(String, AgentSpec)>,
 }
 
 impl Patter {
@@ -53,6 +56,7 @@ impl Patter {
         Patter {
             config,
             hooks: Hooks::default(),
+            named: Vec::new(),
         }
     }
 
@@ -131,14 +135,55 @@ impl Patter {
         self
     }
 
+    /// Registers `agent` under `name`, for outbound calls that ask for it
+    /// ([`Dial::agent`](crate::outbound::Dial::agent)). Every instance of a deployment runs
+    /// the same code, so the name is all a dialled call carries. Fails if its tools are
+    /// invalid.
+    pub fn agent(mut self, name: impl Into<String>, agent: impl Agent) -> Result<Self> {
+        let spec = server::agent_spec(agent)?;
+        self.named.push((name.into(), spec));
+        Ok(self)
+    }
+
     /// The axum router for `agent`, to mount in an application of your own.
     pub fn router(&self, agent: impl Agent) -> Result<axum::Router> {
+        Ok(server::router(self.app(agent)?))
+    }
+
+    fn app(&self, agent: impl Agent) -> Result<std::sync::Arc<server::App>> {
         let spec = server::agent_spec(agent)?;
-        Ok(server::router(server::build_app(
+        Ok(server::build_app(
             self.config.clone(),
             self.hooks.clone(),
             spec,
-        )))
+            self.named.clone(),
+        ))
+    }
+
+    /// Starts serving `agent` on the configured port and returns the running [`Server`],
+    /// to place calls from; it stops on [`Server::shutdown`], Ctrl-C or SIGTERM.
+    ///
+    /// ```no_run
+    /// # #[patter::agent(system_prompt = "You confirm appointments.")]
+    /// # struct Reminder;
+    /// # async fn run() -> patter::Result<()> {
+    /// let server = patter::Patter::from_env()?.start(Reminder).await?;
+    /// let call = server.call("+15550123").await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(&self, agent: impl Agent) -> Result<Server> {
+        let addr = server::bind_address(&self.config, self.config.port());
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Server::spawn(self.app(agent)?, listener, true)
+    }
+
+    /// Starts serving `agent` on `listener`; it stops on [`Server::shutdown`] only.
+    pub async fn start_on(
+        &self,
+        listener: tokio::net::TcpListener,
+        agent: impl Agent,
+    ) -> Result<Server> {
+        Server::spawn(self.app(agent)?, listener, false)
     }
 
     /// Serves `agent` on `port` (at the configured bind address) until Ctrl-C or SIGTERM,
@@ -159,9 +204,7 @@ impl Patter {
         agent: impl Agent,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let spec = server::agent_spec(agent)?;
-        let app = server::build_app(self.config.clone(), self.hooks.clone(), spec);
-        server::serve_app(app, listener, shutdown).await
+        server::serve_app(self.app(agent)?, listener, shutdown).await
     }
 }
 

@@ -22,6 +22,7 @@ pub mod fake_twilio;
 pub mod load;
 pub mod realtime_schema;
 mod signal;
+pub mod twilio_calls_spec;
 
 use std::time::Duration;
 

@@ -27,6 +27,8 @@ pub struct CallEnv {
     pub(crate) system_tools: bool,
     pub(crate) control: Arc<dyn CallControl>,
     pub(crate) shutdown: Option<watch::Receiver<bool>>,
+    /// Settings for this call that `on_call_start` may still change (a dialled call's).
+    pub(crate) preset: super::CallSetup,
 }
 
 impl CallEnv {
@@ -40,6 +42,7 @@ impl CallEnv {
             system_tools: true,
             control: Arc::new(NoCallControl),
             shutdown: None,
+            preset: super::CallSetup::default(),
         }
     }
 
@@ -72,6 +75,13 @@ impl CallEnv {
     /// ([`EndReason::Shutdown`](super::EndReason::Shutdown)).
     pub fn shutdown_signal(mut self, signal: watch::Receiver<bool>) -> Self {
         self.shutdown = Some(signal);
+        self
+    }
+
+    /// Settings for the calls run with this value, applied before `on_call_start` (whose
+    /// changes win): how a dialled call brings its own variables and first message.
+    pub fn preset(mut self, setup: super::CallSetup) -> Self {
+        self.preset = setup;
         self
     }
 

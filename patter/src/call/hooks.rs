@@ -62,6 +62,28 @@ impl CallSetup {
         self.tools = Some(tools);
         self
     }
+
+    /// These settings, with `base`'s wherever these leave one unset.
+    pub(crate) fn over(mut self, base: &CallSetup) -> CallSetup {
+        if self.system_prompt.is_none() {
+            self.system_prompt.clone_from(&base.system_prompt);
+        }
+        if self.first_message.is_none() {
+            self.first_message.clone_from(&base.first_message);
+        }
+        for (name, value) in &base.variables {
+            self.variables
+                .entry(name.clone())
+                .or_insert_with(|| value.clone());
+        }
+        if self.tools.is_none() {
+            self.tools.clone_from(&base.tools);
+        }
+        if self.record.is_none() {
+            self.record = base.record;
+        }
+        self
+    }
 }
 
 /// Something a live view of a call shows, as it happens ([`Hooks::on_event`]).

@@ -34,18 +34,18 @@ pub(crate) async fn plan(env: &CallEnv, default_model: &str, ctx: &CallContext) 
         Some(hook) => {
             let ran = AssertUnwindSafe(hook(ctx.clone())).catch_unwind();
             match tokio::time::timeout(HOOK_TIMEOUT, ran).await {
-                Ok(Ok(setup)) => setup,
+                Ok(Ok(setup)) => setup.over(&env.preset),
                 Ok(Err(_)) => {
                     error!("on_call_start panicked; using the agent's settings");
-                    CallSetup::default()
+                    env.preset.clone()
                 }
                 Err(_) => {
                     warn!("on_call_start did not finish within 10 s; using the agent's settings");
-                    CallSetup::default()
+                    env.preset.clone()
                 }
             }
         }
-        None => CallSetup::default(),
+        None => env.preset.clone(),
     };
     let tools = setup.tools.clone().unwrap_or_else(|| spec.tools.clone());
     let tools = if env.system_tools {
@@ -123,6 +123,23 @@ mod tests {
         let text = instructions(&env, &CallSetup::default(), &ctx);
         assert!(text.starts_with("Caller +15550100, tier g"), "{text}");
         assert_eq!(text.len(), "Caller +15550100, tier .".len() + 256);
+    }
+
+    #[test]
+    fn a_preset_fills_what_on_call_start_leaves_alone() {
+        let preset = CallSetup::new()
+            .variable("a", "preset")
+            .variable("b", "preset")
+            .first_message("Hi from the preset");
+        let hook = CallSetup::new().variable("b", "hook").over(&preset);
+        assert_eq!(hook.variables["a"], "preset");
+        assert_eq!(hook.variables["b"], "hook");
+        assert_eq!(
+            hook.first_message,
+            Some(Some("Hi from the preset".to_owned()))
+        );
+        let hook = CallSetup::new().no_first_message().over(&preset);
+        assert_eq!(hook.first_message, Some(None));
     }
 
     #[test]

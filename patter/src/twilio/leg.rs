@@ -103,7 +103,8 @@ pub fn check_token(secret: &[u8], start: &Start, now: u64) -> Result<(), &'stati
 }
 
 /// The call's context, from `start` and the TwiML's parameters: the call id is Twilio's
-/// `CallSid`, the stream id its `StreamSid`; the token is not a parameter tools see.
+/// `CallSid`, the stream id its `StreamSid`; the token and a dialled call's state are not
+/// parameters tools see.
 pub fn context(start: &Start) -> CallContext {
     let params = &start.custom_parameters;
     let get = |name: &str| params.get(name).cloned().unwrap_or_default();
@@ -115,7 +116,9 @@ pub fn context(start: &Start) -> CallContext {
         .parameters(
             params
                 .iter()
-                .filter(|(k, _)| k.as_str() != TOKEN_PARAMETER)
+                .filter(|(k, _)| {
+                    k.as_str() != TOKEN_PARAMETER && k.as_str() != crate::outbound::state::PARAMETER
+                })
                 .map(|(k, v)| (k.clone(), v.clone())),
         )
         .build()

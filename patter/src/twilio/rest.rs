@@ -20,9 +20,14 @@ pub enum RestError {
     Status {
         /// The HTTP status.
         status: u16,
+        /// Twilio's error code (`code` in its error JSON), if any.
+        code: Option<u32>,
         /// Twilio's error message, if any.
         message: String,
     },
+    /// Twilio answered a create without a call id.
+    #[error("Twilio's answer has no call sid")]
+    NoSid,
 }
 
 /// A client for one account's Calls resource.
@@ -68,6 +73,27 @@ impl TwilioRest {
             &form,
         )
         .await
+        .map(drop)
+    }
+
+    /// Creates a call (`POST …/Calls.json` with `form`) and returns its sid.
+    pub async fn create_call(&self, form: &[(&str, &str)]) -> Result<String, RestError> {
+        let body = self.post("Calls.json", form).await?;
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("sid").and_then(|s| s.as_str()).map(str::to_owned))
+            .filter(|sid| !sid.is_empty())
+            .ok_or(RestError::NoSid)
+    }
+
+    /// Cancels a call that is queued or ringing (`Status=canceled`).
+    pub async fn cancel(&self, call_sid: &str) -> Result<(), RestError> {
+        self.update(call_sid, &[("Status", "canceled")]).await
+    }
+
+    /// Replaces the call's TwiML with `twiml`.
+    pub async fn redirect(&self, call_sid: &str, twiml: &str) -> Result<(), RestError> {
+        self.update(call_sid, &[("Twiml", twiml)]).await
     }
 
     /// Ends an in-progress call (`Status=completed`).
@@ -78,17 +104,19 @@ impl TwilioRest {
     /// Replaces the call's TwiML with a `<Dial>` to `number`.
     pub async fn transfer(&self, call_sid: &str, number: &str) -> Result<(), RestError> {
         let twiml = crate::twilio::twiml::dial(number);
-        self.update(call_sid, &[("Twiml", &twiml)]).await
+        self.redirect(call_sid, &twiml).await
     }
 
     /// `POST /2010-04-01/Accounts/{sid}/Calls/{call_sid}.json` with `form`.
     pub async fn update(&self, call_sid: &str, form: &[(&str, &str)]) -> Result<(), RestError> {
         self.post(&format!("Calls/{}.json", encode_segment(call_sid)), form)
             .await
+            .map(drop)
     }
 
-    /// `POST /2010-04-01/Accounts/{sid}/{path}` with `form`, authenticated.
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<(), RestError> {
+    /// `POST /2010-04-01/Accounts/{sid}/{path}` with `form`, authenticated; the answer's
+    /// body.
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<String, RestError> {
         let url = format!(
             "{}/2010-04-01/Accounts/{}/{path}",
             self.base,
@@ -111,16 +139,22 @@ impl TwilioRest {
             .await
             .map_err(|e| RestError::Network(e.without_url().to_string()))?;
         let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
+        if status.is_success() {
+            return Ok(text);
+        }
+        let json = serde_json::from_str::<serde_json::Value>(&text).ok();
+        let message = json
+            .as_ref()
             .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
             .unwrap_or_else(|| text.chars().take(200).collect());
+        let code = json
+            .as_ref()
+            .and_then(|v| v.get("code").and_then(serde_json::Value::as_u64))
+            .and_then(|c| u32::try_from(c).ok());
         Err(RestError::Status {
             status: status.as_u16(),
+            code,
             message,
         })
     }
@@ -168,6 +202,22 @@ impl CallControl for TwilioRest {
             TwilioRest::start_recording(self, call_id)
                 .await
                 .map_err(|e| ControlError::new(e.to_string()))
+        })
+    }
+}
+
+impl crate::outbound::tracker::Cancel for TwilioRest {
+    fn cancel(&self, call_sid: &str, answered: bool) -> BoxFuture<'_, ()> {
+        let call_sid = call_sid.to_owned();
+        Box::pin(async move {
+            let done = if answered {
+                self.hang_up(&call_sid).await
+            } else {
+                TwilioRest::cancel(self, &call_sid).await
+            };
+            if let Err(e) = done {
+                tracing::warn!(call_sid, error = %e, "could not end the dialled call");
+            }
         })
     }
 }

@@ -60,3 +60,18 @@ pub fn empty() -> String {
 pub fn dial(number: &str) -> String {
     format!("<Response><Dial>{}</Dial></Response>", escape(number))
 }
+
+/// A voicemail: `message` spoken once, then a fetch of `done_url` (which hangs up), so the
+/// server learns the message was played to its end.
+pub fn voicemail(message: &str, done_url: &str) -> String {
+    format!(
+        "{HEADER}<Response><Say>{}</Say><Redirect method=\"POST\">{}</Redirect></Response>",
+        escape(message),
+        escape(done_url)
+    )
+}
+
+/// Hang up now.
+pub fn hang_up() -> String {
+    format!("{HEADER}<Response><Hangup/></Response>")
+}

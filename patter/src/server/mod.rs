@@ -4,11 +4,20 @@
 //! |---|---|
 //! | `POST /twilio/voice` | Twilio's voice webhook: answers TwiML that connects the call's audio stream |
 //! | `GET /twilio/stream` | the Media Streams WebSocket |
-//! | `POST /twilio/status` | call status callbacks |
+//! | `POST /twilio/status` | call status callbacks (of dialled calls: `?outbound=…`) |
+//! | `POST /twilio/amd` | answering-machine detection's answer for a dialled call |
+//! | `POST /twilio/voicemail` | a dialled call's voicemail played to its end |
+//! | `POST /twilio/recording` | recording status callbacks |
 //! | `GET /health` | liveness, with the number of calls in progress |
 //!
 //! Every Twilio route checks `X-Twilio-Signature` first and answers 403 without it.
 
+mod handle;
+mod outbound;
+
+pub use handle::Server;
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +43,7 @@ use crate::config::Config;
 use crate::deploy::{self, Engines};
 use crate::engine::EngineKind;
 use crate::error::Result;
+use crate::outbound::tracker::Signal;
 use crate::twilio::leg::{self, TOKEN_PARAMETER, TwilioLeg};
 use crate::twilio::rest::TwilioRest;
 use crate::twilio::{signature, stream_token, twiml};
@@ -56,8 +66,16 @@ pub(crate) struct Slot<'a>(&'a CallSlots);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.notify_waiters();
+        self.0.leave();
+    }
+}
+
+/// A slot that outlives a request: a dialled call holds one from dialling to its outcome.
+pub(crate) struct OwnedSlot(Arc<CallSlots>);
+
+impl Drop for OwnedSlot {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 
@@ -72,12 +90,25 @@ impl CallSlots {
 
     /// Takes a slot, or `None` at the limit.
     pub(crate) fn enter(&self) -> Option<Slot<'_>> {
+        self.take().then_some(Slot(self))
+    }
+
+    /// Takes a slot that is freed when dropped, wherever it goes.
+    pub(crate) fn enter_owned(self: &Arc<Self>) -> Option<OwnedSlot> {
+        self.take().then(|| OwnedSlot(Arc::clone(self)))
+    }
+
+    fn take(&self) -> bool {
         self.active
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < self.max).then_some(n + 1)
             })
-            .ok()
-            .map(|_| Slot(self))
+            .is_ok()
+    }
+
+    fn leave(&self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 
     pub(crate) fn active(&self) -> usize {
@@ -106,33 +137,54 @@ impl CallSlots {
 pub(crate) struct App {
     pub(crate) config: Config,
     env: CallEnv,
+    /// Agents a dialled call may name ([`crate::outbound::Dial::agent`]).
+    named: HashMap<String, CallEnv>,
     engines: Engines,
-    calls: CallSlots,
+    calls: Arc<CallSlots>,
+    rest: Arc<TwilioRest>,
+    dials: Arc<crate::outbound::tracker::Dials>,
     /// Set once the server drains: new calls are turned away.
     draining: AtomicBool,
     /// Set when calls still running must end now.
     shutdown_tx: watch::Sender<bool>,
 }
 
-pub(crate) fn build_app(config: Config, hooks: Hooks, agent: AgentSpec) -> Arc<App> {
+pub(crate) fn build_app(
+    config: Config,
+    hooks: Hooks,
+    agent: AgentSpec,
+    named: Vec<(String, AgentSpec)>,
+) -> Arc<App> {
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let control = TwilioRest::new(
-        &config.twilio_api_url,
-        &config.twilio_account_sid,
-        config.twilio_auth_token.clone(),
-    )
-    .recording_callback(config.public_url.http("/twilio/recording"));
-    let env = CallEnv::new(deploy::deployed(&config.local, agent))
-        .hooks(hooks)
-        .limits(config.local.limits.clone())
-        .system_tools(config.local.system_tools)
-        .control(Arc::new(control))
-        .shutdown_signal(shutdown);
+    let rest = Arc::new(
+        TwilioRest::new(
+            &config.twilio_api_url,
+            &config.twilio_account_sid,
+            config.twilio_auth_token.clone(),
+        )
+        .recording_callback(config.public_url.http("/twilio/recording")),
+    );
+    let env_of = |agent: AgentSpec| {
+        CallEnv::new(deploy::deployed(&config.local, agent))
+            .hooks(hooks.clone())
+            .limits(config.local.limits.clone())
+            .system_tools(config.local.system_tools)
+            .control(rest.clone())
+            .shutdown_signal(shutdown.clone())
+    };
+    let env = env_of(agent);
+    let named = named
+        .into_iter()
+        .map(|(name, agent)| (name, env_of(agent)))
+        .collect();
     let engines = Engines::new(&config.local);
     Arc::new(App {
-        calls: CallSlots::new(config.local.limits.max_concurrent_calls),
+        calls: Arc::new(CallSlots::new(config.local.limits.max_concurrent_calls)),
         config,
         env,
+        named,
+        rest,
+        dials: Arc::default(),
         engines,
         draining: AtomicBool::new(false),
         shutdown_tx,
@@ -144,7 +196,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/twilio/voice", post(voice))
         .route("/twilio/stream", get(stream))
-        .route("/twilio/status", post(status))
+        .route("/twilio/status", post(outbound::status))
+        .route("/twilio/amd", post(outbound::amd))
+        .route("/twilio/voicemail", post(outbound::voicemail_done))
         .route("/twilio/recording", post(recording))
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -229,7 +283,18 @@ async fn voice(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: 
     if call_sid.is_empty() {
         return (StatusCode::BAD_REQUEST, "missing CallSid").into_response();
     }
-    if app.draining.load(Ordering::SeqCst) || app.calls.is_full() {
+    let dial = match outbound::voice_state(&app, &uri) {
+        Ok(dial) => dial,
+        Err(refused) => return refused.into_response(),
+    };
+    if let Some(dial) = &dial
+        && let Some(answer) = outbound::answer(&app, call_sid, &params, dial)
+    {
+        return answer;
+    }
+    // A call dialled by this process already holds its slot.
+    let holds_slot = dial.as_ref().is_some_and(|d| app.dials.is_open(&d.id));
+    if !holds_slot && (app.draining.load(Ordering::SeqCst) || app.calls.is_full()) {
         info!(
             call_sid,
             "call turned away: server draining or at its call limit"
@@ -243,15 +308,19 @@ async fn voice(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: 
     );
     let stream_url = app.config.public_url.ws("/twilio/stream");
     info!(call_sid, "voice webhook: connecting the stream");
-    xml(twiml::connect_stream(
-        &stream_url,
-        &[
-            ("caller", param(&params, "From")),
-            ("callee", param(&params, "To")),
-            ("direction", param(&params, "Direction")),
-            (TOKEN_PARAMETER, &token),
-        ],
-    ))
+    let signed = dial
+        .as_ref()
+        .map(|d| d.encode(app.config.stream_secret.expose().as_bytes()));
+    let mut parameters = vec![
+        ("caller", param(&params, "From")),
+        ("callee", param(&params, "To")),
+        ("direction", param(&params, "Direction")),
+        (TOKEN_PARAMETER, &token),
+    ];
+    if let Some(signed) = &signed {
+        parameters.push((crate::outbound::state::PARAMETER, signed));
+    }
+    xml(twiml::connect_stream(&stream_url, &parameters))
 }
 
 async fn stream(
@@ -307,38 +376,67 @@ async fn serve_stream(app: Arc<App>, socket: WebSocket) {
             leg.refuse().await;
             return;
         }
-        let Some(_slot) = app.calls.enter() else {
-            warn!("stream refused: the server is at its call limit");
-            leg.refuse().await;
-            return;
+        let dial = match start
+            .custom_parameters
+            .get(crate::outbound::state::PARAMETER)
+        {
+            None => None,
+            Some(text) => match outbound::read_state(&app, text) {
+                Some(dial) => Some(dial),
+                None => {
+                    warn!("stream refused: a dial state not signed here; no engine session opened");
+                    leg.refuse().await;
+                    return;
+                }
+            },
         };
-        // Each engine gets a session loop of its own type: static dispatch per call.
+        // A call dialled by this process already holds its slot.
+        let holds_slot = dial.as_ref().is_some_and(|d| app.dials.is_open(&d.id));
+        let _slot = if holds_slot {
+            None
+        } else {
+            let Some(slot) = app.calls.enter() else {
+                warn!("stream refused: the server is at its call limit");
+                leg.refuse().await;
+                return;
+            };
+            Some(slot)
+        };
         let context = leg::context(&start);
-        match app.env.agent().engine {
-            EngineKind::Realtime => app.env.run(&app.engines.realtime, leg, context).await,
-            EngineKind::GptLive => app.env.run(&app.engines.live, leg, context).await,
+        let summary = match &dial {
+            None => run_call(&app, &app.env, leg, context).await,
+            Some(dial) => {
+                let env = dial
+                    .agent
+                    .as_ref()
+                    .and_then(|name| app.named.get(name))
+                    .unwrap_or(&app.env);
+                let env = env.clone().preset(outbound::preset(dial));
+                app.dials.tell(&dial.id, Signal::SessionStarted);
+                run_call(&app, &env, leg, context).await
+            }
         };
+        if let Some(dial) = &dial {
+            app.dials
+                .tell(&dial.id, Signal::SessionEnded(Box::new(summary)));
+        }
     }
     .instrument(span)
     .await;
 }
 
-async fn status(
-    State(app): State<Arc<App>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = match verify_post(&app, &uri, &headers, &body) {
-        Ok(params) => params,
-        Err(forbidden) => return forbidden.into_response(),
-    };
-    info!(
-        call_sid = param(&params, "CallSid"),
-        status = param(&params, "CallStatus"),
-        "call status"
-    );
-    xml(twiml::empty())
+/// Runs one admitted call on the agent's engine: each engine gets a session loop of its
+/// own type (static dispatch per call).
+async fn run_call(
+    app: &App,
+    env: &CallEnv,
+    leg: TwilioLeg,
+    context: crate::tool::CallContext,
+) -> crate::call::CallSummary {
+    match env.agent().engine {
+        EngineKind::Realtime => env.run(&app.engines.realtime, leg, context).await,
+        EngineKind::GptLive => env.run(&app.engines.live, leg, context).await,
+    }
 }
 
 /// Twilio's recording status callback: signature checked, then `on_recording`.
