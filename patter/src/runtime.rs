@@ -137,11 +137,13 @@ impl Patter {
 
     /// Registers `agent` under `name`, for outbound calls that ask for it
     /// ([`Dial::agent`](crate::outbound::Dial::agent)). Every instance of a deployment runs
-    /// the same code, so the name is all a dialled call carries. Fails if its tools are
-    /// invalid.
+    /// the same code, so the name is all a dialled call carries. A second agent under the
+    /// same name replaces the first. Fails if its tools are invalid.
     pub fn agent(mut self, name: impl Into<String>, agent: impl Agent) -> Result<Self> {
         let spec = server::agent_spec(agent)?;
-        self.named.push((name.into(), spec));
+        let name = name.into();
+        self.named.retain(|(n, _)| *n != name);
+        self.named.push((name, spec));
         Ok(self)
     }
 

@@ -49,7 +49,7 @@ async fn line(limits: Limits) -> Line {
 }
 
 async fn line_with(engine: Arc<FakeRealtime>, rest: Arc<FakeTwilioRest>, limits: Limits) -> Line {
-    line_signed(engine, rest, limits, "shared stream secret").await
+    line_signed(engine, rest, limits, "shared stream secret", true).await
 }
 
 async fn line_signed(
@@ -57,6 +57,7 @@ async fn line_signed(
     rest: Arc<FakeTwilioRest>,
     limits: Limits,
     secret: &str,
+    survey: bool,
 ) -> Line {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -75,15 +76,15 @@ async fn line_signed(
         .build()
         .expect("config");
     let (end_tx, ends) = mpsc::unbounded_channel();
-    let phone = Patter::new(config)
-        .on_call_end(move |summary| {
-            let end_tx = end_tx.clone();
-            async move {
-                let _ = end_tx.send(summary);
-            }
-        })
-        .agent("survey", Survey)
-        .expect("survey agent");
+    let mut phone = Patter::new(config).on_call_end(move |summary| {
+        let end_tx = end_tx.clone();
+        async move {
+            let _ = end_tx.send(summary);
+        }
+    });
+    if survey {
+        phone = phone.agent("survey", Survey).expect("survey agent");
+    }
     let server = phone.start_on(listener, Reminder).await.expect("starts");
     Line {
         server,
@@ -668,6 +669,7 @@ async fn every_scenario_maps_to_its_outcome() {
                     if answered_by != "human" {
                         let update = line.wait_for_update(twilio.sid(), before + 1).await;
                         let twiml = update.param("Twiml").expect("TwiML replaces the stream");
+                        assert!(twiml.len() <= 4000, "Twilio's inline TwiML limit: {twiml}");
                         if twiml.contains("<Say>") {
                             say_twiml = Some(twiml.to_owned());
                         } else {
@@ -950,6 +952,7 @@ async fn callbacks_refuse_bad_signatures_and_states_not_signed_here() {
         other_rest.clone(),
         Limits::default(),
         "another deployment's secret",
+        true,
     )
     .await;
     let foreign = other.server.call("+15550123").await.expect("dials");
@@ -983,7 +986,8 @@ async fn callbacks_refuse_bad_signatures_and_states_not_signed_here() {
     assert_eq!(line.engine.connections(), 0);
     line.engine_conns = 0;
 
-    // A status for a dial this server no longer follows is answered and ignored.
+    // A status for a dial this server no longer follows is answered and changes nothing
+    // here; machine detection's answer still acts on the call (any instance may take it).
     let mut twilio = twilio;
     twilio.status("busy", &[]).await;
     let (_, outcome) = finish(call).await;
@@ -1128,4 +1132,31 @@ async fn a_dialled_call_without_a_first_message_waits_for_the_callee() {
     );
     twilio.status("completed", &[]).await;
     assert!(matches!(finish(call).await.1, CallOutcome::Answered { .. }));
+}
+
+/// During a rolling update an instance may not know the agent a dial names: it refuses
+/// the stream rather than run another agent's prompt and tools.
+#[tokio::test]
+async fn a_stream_naming_an_agent_not_registered_here_is_refused() {
+    let engine = Arc::new(FakeRealtime::start().await);
+    let rest = Arc::new(FakeTwilioRest::start().await);
+    let first = line_with(engine.clone(), rest.clone(), Limits::default()).await;
+    let older = line_signed(
+        engine.clone(),
+        rest.clone(),
+        Limits::default(),
+        "shared stream secret",
+        false,
+    )
+    .await;
+    let (call, mut twilio) = first.dial(Dial::to("+15550123").agent("survey")).await;
+    twilio.base = older.base.clone();
+    let voice = twilio.voice(None).await;
+    let stream = twilio.stream(&voice, 5).await;
+    stream.wait_closed(WAIT).await.expect("refused");
+    assert_eq!(engine.connections(), 0, "no engine session opened");
+    assert_eq!(older.server.active_calls(), 0);
+    twilio.base = first.base.clone();
+    twilio.status("completed", &[]).await;
+    drop(call);
 }

@@ -61,7 +61,10 @@ pub enum MachineDetection {
 }
 
 /// One outbound call to place: the number, and what may differ from the agent's defaults.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output leaves out the number, the variables and the voicemail: they are
+/// about a person.
+#[derive(Clone)]
 pub struct Dial {
     pub(crate) to: String,
     pub(crate) agent: Option<String>,
@@ -137,6 +140,19 @@ impl Dial {
     pub fn time_limit(mut self, limit: Duration) -> Self {
         self.time_limit = Some(limit);
         self
+    }
+}
+
+impl fmt::Debug for Dial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dial")
+            .field("agent", &self.agent)
+            .field("variables", &self.variables.keys().collect::<Vec<_>>())
+            .field("machine_detection", &self.machine_detection)
+            .field("voicemail", &self.voicemail.is_some())
+            .field("ring_timeout", &self.ring_timeout)
+            .field("time_limit", &self.time_limit)
+            .finish_non_exhaustive()
     }
 }
 
@@ -374,8 +390,9 @@ impl fmt::Display for CallOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DialError {
-    /// A number is not E.164 (`+` then 2 to 15 digits, the first not 0).
-    #[error("{which} number {number:?} is not E.164 (+ then up to 15 digits)")]
+    /// A number is not E.164 (`+` then 8 to 15 digits, the first not 0). The message
+    /// does not repeat the number.
+    #[error("the {which} number is not E.164 (+ then 8 to 15 digits)")]
     InvalidNumber {
         /// `to`, or `from` (the configured `PHONE_NUMBER`).
         which: &'static str,

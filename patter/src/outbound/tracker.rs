@@ -14,8 +14,9 @@ use crate::call::CallSummary;
 
 /// How long the outcome waits for the other half of the news (the final status once the
 /// session ended, or the session's end once the final status came) before it is decided
-/// with what is known.
-pub(crate) const SETTLE: Duration = Duration::from_secs(10);
+/// with what is known. Longer than `on_call_end` may take, which runs before the session
+/// reports its end.
+pub(crate) const SETTLE: Duration = Duration::from_secs(20);
 /// Room for a dial's signals: a call has a handful; more are dropped (and logged).
 const SIGNALS: usize = 64;
 
@@ -125,15 +126,18 @@ impl Progress {
     }
 
     /// Whether one half of the news is in, so the other is waited for at most [`SETTLE`].
+    /// A session that ended because a voicemail replaced it is not: the voicemail plays on,
+    /// for as long as it takes, until the final status.
     pub(crate) fn half_settled(&self) -> bool {
-        self.status.is_some_and(CallStatus::is_final) || matches!(self.session, Session::Ended(_))
+        let over = self.status.is_some_and(CallStatus::is_final);
+        let session_ended = matches!(self.session, Session::Ended(_));
+        over || (session_ended && self.voicemail != Voicemail::Started)
     }
 
-    /// Whether someone answered (so a shutdown hangs up rather than cancels).
-    pub(crate) fn answered(&self) -> bool {
-        self.status == Some(CallStatus::InProgress)
-            || self.answered_by.is_some()
-            || !matches!(self.session, Session::NotStarted)
+    /// Whether the call's conversation is running on this server (its session then says
+    /// goodbye and ends the call itself on shutdown).
+    pub(crate) fn in_session(&self) -> bool {
+        matches!(self.session, Session::Running)
     }
 
     /// The last status seen.
@@ -229,10 +233,42 @@ impl Dials {
     }
 }
 
-/// What ends a dial's following early.
+/// Stops following a dial unless it is handed over to its follower: a dial whose future is
+/// dropped, or that fails, leaves nothing behind.
+pub(crate) struct Opened<'a> {
+    dials: &'a Dials,
+    id: &'a str,
+    handed_over: bool,
+}
+
+impl<'a> Opened<'a> {
+    pub(crate) fn new(dials: &'a Dials, id: &'a str) -> Self {
+        Opened {
+            dials,
+            id,
+            handed_over: false,
+        }
+    }
+
+    /// The follower owns the dial from now on.
+    pub(crate) fn hand_over(mut self) {
+        self.handed_over = true;
+    }
+}
+
+impl Drop for Opened<'_> {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            self.dials.close(self.id);
+        }
+    }
+}
+
+/// What ends a dialled call whose conversation is not running here, when the server stops.
 pub(crate) trait Cancel: Send + Sync {
-    /// Cancels (not yet answered) or hangs up (answered) the call; best effort.
-    fn cancel(&self, call_sid: &str, answered: bool) -> futures_util::future::BoxFuture<'_, ()>;
+    /// Cancels the call if it is still ringing, hangs it up if it was answered; best
+    /// effort.
+    fn cancel(&self, call_sid: &str) -> futures_util::future::BoxFuture<'_, ()>;
 }
 
 /// Follows one dial until its outcome is known, then frees its slot and resolves the
@@ -256,10 +292,23 @@ pub(crate) async fn follow<S: Send>(
     let settle = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(settle);
     let mut settling = false;
-    let mut shutting_down = *shutdown.borrow();
+    let mut shutting_down = false;
     loop {
         if progress.settled() {
             break;
+        }
+        // Checked each turn, so a shutdown that came before this dial was followed counts.
+        if !shutting_down && *shutdown.borrow() {
+            shutting_down = true;
+            if !progress.status().is_some_and(CallStatus::is_final) && !progress.in_session() {
+                info!(call_sid, "server stopping: ending the dialled call");
+                cancel.cancel(&call_sid).await;
+            }
+            // Twilio's final status (or the session's end) may still come; bounded.
+            if !settling {
+                settling = true;
+                settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
+            }
         }
         if !settling && progress.half_settled() {
             settling = true;
@@ -283,17 +332,9 @@ pub(crate) async fn follow<S: Send>(
                 break;
             }
             changed = shutdown.changed(), if !shutting_down => {
-                if changed.is_err() || *shutdown.borrow() {
-                    shutting_down = true;
-                    if !progress.status().is_some_and(CallStatus::is_final) {
-                        info!(call_sid, "server stopping: ending the dialled call");
-                        cancel.cancel(&call_sid, progress.answered()).await;
-                        // Twilio's final status may still come; the settle wait bounds it.
-                        if !settling {
-                            settling = true;
-                            settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
-                        }
-                    }
+                if changed.is_err() {
+                    // The server is gone: nothing more will come.
+                    break;
                 }
             }
         }
@@ -328,6 +369,46 @@ mod tests {
         assert!(p.apply(status(CallStatus::Completed)).is_some());
         assert_eq!(p.apply(status(CallStatus::Busy)), None);
         assert!(matches!(p.outcome(), CallOutcome::Answered { .. }));
+    }
+
+    #[test]
+    fn a_voicemail_in_progress_is_waited_for_until_the_final_status() {
+        let mut p = Progress::default();
+        p.apply(Signal::SessionStarted);
+        p.apply(Signal::AnsweredBy(AnsweredBy::MachineEndBeep));
+        p.apply(Signal::VoicemailStarted);
+        p.apply(Signal::SessionEnded(Box::new(summary())));
+        assert!(!p.half_settled(), "the voicemail may play for a while");
+        p.apply(Signal::VoicemailLeft);
+        assert!(p.half_settled());
+        p.apply(status(CallStatus::Completed));
+        assert!(p.settled());
+        assert!(matches!(
+            p.outcome(),
+            CallOutcome::VoicemailLeft {
+                answered_by: AnsweredBy::MachineEndBeep
+            }
+        ));
+    }
+
+    #[test]
+    fn a_status_callback_may_carry_answered_by() {
+        let mut p = Progress::default();
+        assert_eq!(
+            p.apply(Signal::AnsweredBy(AnsweredBy::Fax)),
+            Some(DialEvent::Answered(AnsweredBy::Fax))
+        );
+        assert_eq!(p.apply(Signal::AnsweredBy(AnsweredBy::Fax)), None, "once");
+    }
+
+    fn summary() -> CallSummary {
+        CallSummary {
+            context: crate::tool::CallContext::builder("CA1").build(),
+            reason: crate::call::EndReason::StreamStopped,
+            duration: Duration::from_secs(1),
+            transcript: Vec::new(),
+            tool_calls: Vec::new(),
+        }
     }
 
     #[test]

@@ -406,11 +406,19 @@ async fn serve_stream(app: Arc<App>, socket: WebSocket) {
         let summary = match &dial {
             None => run_call(&app, &app.env, leg, context).await,
             Some(dial) => {
-                let env = dial
-                    .agent
-                    .as_ref()
-                    .and_then(|name| app.named.get(name))
-                    .unwrap_or(&app.env);
+                let env = match &dial.agent {
+                    None => &app.env,
+                    Some(name) => match app.named.get(name) {
+                        Some(env) => env,
+                        None => {
+                            // Another build of the deployment dialled it (a rolling update):
+                            // refused rather than run with the wrong prompt and tools.
+                            warn!("stream refused: its agent is not registered here");
+                            leg.refuse().await;
+                            return;
+                        }
+                    },
+                };
                 let env = env.clone().preset(outbound::preset(dial));
                 app.dials.tell(&dial.id, Signal::SessionStarted);
                 run_call(&app, &env, leg, context).await

@@ -27,8 +27,10 @@ use crate::twilio::twiml;
 const DEFAULT_RING_TIMEOUT: Duration = Duration::from_secs(60);
 /// Room after ringing for machine detection to answer and the webhook to come.
 const ANSWER_MARGIN: Duration = Duration::from_secs(120);
-/// The longest voicemail: Twilio's `<Say>` takes up to 4,096 characters.
-const MAX_VOICEMAIL_CHARS: usize = 4000;
+/// The longest TwiML Twilio takes inline (`Twiml=`): the voicemail must fit in it.
+const MAX_INLINE_TWIML: usize = 4000;
+/// The longest time limit asked for: Twilio's own ceiling is 24 hours.
+const MAX_TIME_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// The dial's state from a callback URL's query (`?outbound=…`), if it has one.
 fn state_text(uri: &Uri) -> Option<String> {
@@ -82,10 +84,13 @@ pub(crate) async fn dial(app: &Arc<App>, dial: Dial) -> Result<OutboundCall, Dia
         if dial.machine_detection == MachineDetection::Off {
             return Err(DialError::VoicemailWithoutDetection);
         }
-        if message.trim().is_empty() || message.chars().count() > MAX_VOICEMAIL_CHARS {
-            return Err(DialError::Invalid(format!(
-                "a voicemail message is 1 to {MAX_VOICEMAIL_CHARS} characters"
-            )));
+        if !message
+            .chars()
+            .any(|c| !c.is_whitespace() && !c.is_control())
+        {
+            return Err(DialError::Invalid(
+                "a voicemail message needs words to say".to_owned(),
+            ));
         }
     }
     let ring = dial.ring_timeout.unwrap_or(DEFAULT_RING_TIMEOUT);
@@ -94,9 +99,12 @@ pub(crate) async fn dial(app: &Arc<App>, dial: Dial) -> Result<OutboundCall, Dia
             "the ring timeout is 5 to 600 seconds".to_owned(),
         ));
     }
-    if dial.time_limit.is_some_and(|t| t.as_secs() == 0) {
+    if dial
+        .time_limit
+        .is_some_and(|t| t.as_secs() == 0 || t > MAX_TIME_LIMIT)
+    {
         return Err(DialError::Invalid(
-            "the time limit is at least 1 second".to_owned(),
+            "the time limit is 1 second to 24 hours".to_owned(),
         ));
     }
     if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
@@ -120,6 +128,14 @@ pub(crate) async fn dial(app: &Arc<App>, dial: Dial) -> Result<OutboundCall, Dia
         return Err(DialError::Invalid(
             "the call's variables and messages are too long to travel with it".to_owned(),
         ));
+    }
+    if let Some(message) = &dial.voicemail {
+        let twiml = voicemail_twiml(app, &dial_state, message);
+        if twiml.len() > MAX_INLINE_TWIML {
+            return Err(DialError::Invalid(format!(
+                "the voicemail is too long: Twilio takes {MAX_INLINE_TWIML} characters of TwiML"
+            )));
+        }
     }
     let voice_url = callback_url(app, "/twilio/voice", &signed);
     let status_url = callback_url(app, "/twilio/status", &signed);
@@ -159,13 +175,20 @@ pub(crate) async fn dial(app: &Arc<App>, dial: Dial) -> Result<OutboundCall, Dia
         }
     }
 
-    // Followed before Twilio is asked, so a callback that beats the answer is not lost.
+    // Followed before Twilio is asked, so a callback that beats the answer is not lost; the
+    // guard stops following if this future is dropped or fails before the follower runs.
     let signals = app.dials.open(&id);
+    let guard = tracker::Opened::new(&app.dials, &id);
     let sid = match app.rest.create_call(&form).await {
         Ok(sid) => sid,
         Err(e) => {
-            app.dials.close(&id);
-            warn!(error = %e, "Twilio did not create the call");
+            // Twilio's message may quote the number: only its status and code are logged.
+            match &e {
+                RestError::Status { status, code, .. } => {
+                    warn!(status, code, "Twilio did not create the call");
+                }
+                _ => warn!(error = %e, "Twilio could not be reached to create the call"),
+            }
             return Err(match e {
                 RestError::Status {
                     status,
@@ -184,11 +207,13 @@ pub(crate) async fn dial(app: &Arc<App>, dial: Dial) -> Result<OutboundCall, Dia
     let (events_tx, events) = mpsc::channel(32);
     let (outcome_tx, outcome) = oneshot::channel();
     let deadline = ring
-        + ANSWER_MARGIN
-        + dial
-            .time_limit
-            .unwrap_or(app.config.local.limits.max_call_duration)
-        + tracker::SETTLE;
+        .saturating_add(ANSWER_MARGIN)
+        .saturating_add(
+            dial.time_limit
+                .unwrap_or(app.config.local.limits.max_call_duration),
+        )
+        .saturating_add(tracker::SETTLE);
+    guard.hand_over();
     let span = tracing::info_span!("dial", call_sid = %sid);
     tokio::spawn(
         tracker::follow(
@@ -239,19 +264,38 @@ pub(super) fn answer(
     if answered_by.is_person() {
         return None;
     }
-    Some(xml(machine_twiml(app, dial, answered_by)))
+    let (twiml, voicemail) = machine_twiml(app, dial, answered_by);
+    if voicemail {
+        app.dials.tell(&dial.id, Signal::VoicemailStarted);
+    }
+    Some(xml(twiml))
 }
 
-/// What a machine hears: the voicemail after its greeting, or nothing (hang up).
-fn machine_twiml(app: &App, dial: &DialState, answered_by: AnsweredBy) -> String {
+/// What a machine hears: the voicemail after its greeting (`true`), or nothing: hang up.
+fn machine_twiml(app: &App, dial: &DialState, answered_by: AnsweredBy) -> (String, bool) {
     match &dial.voicemail {
         Some(message) if answered_by.is_end_of_greeting() => {
-            app.dials.tell(&dial.id, Signal::VoicemailStarted);
-            let signed = dial.encode(app.config.stream_secret.expose().as_bytes());
-            twiml::voicemail(message, &callback_url(app, "/twilio/voicemail", &signed))
+            (voicemail_twiml(app, dial, message), true)
         }
-        _ => twiml::hang_up(),
+        _ => (twiml::hang_up(), false),
     }
+}
+
+/// The voicemail, then a `<Redirect>` whose URL carries only the dial's id (signed), so
+/// the TwiML stays within what Twilio takes inline.
+fn voicemail_twiml(app: &App, dial: &DialState, message: &str) -> String {
+    let done = DialState {
+        id: dial.id.clone(),
+        agent: None,
+        first_message: None,
+        silent: false,
+        variables: Default::default(),
+        amd: dial.amd,
+        voicemail: None,
+        answer_by: dial.answer_by,
+    };
+    let signed = done.encode(app.config.stream_secret.expose().as_bytes());
+    twiml::voicemail(message, &callback_url(app, "/twilio/voicemail", &signed))
 }
 
 /// Twilio's call status callback. A dialled call's reaches its handle; an inbound call's,
@@ -270,6 +314,13 @@ pub(super) async fn status(
     let value = param(&params, "CallStatus");
     info!(call_sid, status = value, "call status");
     if let Some(dial) = state_text(&uri).and_then(|text| read_state(&app, &text)) {
+        // Under synchronous detection the status carries who answered too, which matters
+        // when the voice webhook went to another instance.
+        let answered_by = param(&params, "AnsweredBy");
+        if !answered_by.is_empty() {
+            let answered_by = AnsweredBy::parse(answered_by);
+            app.dials.tell(&dial.id, Signal::AnsweredBy(answered_by));
+        }
         match CallStatus::parse(value) {
             Some(status) => {
                 let reason = failure_reason(&params);
@@ -322,11 +373,15 @@ pub(super) async fn amd(
     info!(call_sid, %answered_by, "machine detection answered");
     app.dials.tell(&dial.id, Signal::AnsweredBy(answered_by));
     if !answered_by.is_person() {
-        let twiml = machine_twiml(&app, &dial, answered_by);
-        if let Err(e) = app.rest.redirect(call_sid, &twiml).await {
-            warn!(call_sid, error = %e, "could not stop the agent for the machine; hanging up");
-            if let Err(e) = app.rest.hang_up(call_sid).await {
-                warn!(call_sid, error = %e, "could not hang up");
+        let (twiml, voicemail) = machine_twiml(&app, &dial, answered_by);
+        match app.rest.redirect(call_sid, &twiml).await {
+            Ok(()) if voicemail => app.dials.tell(&dial.id, Signal::VoicemailStarted),
+            Ok(()) => {}
+            Err(e) => {
+                warn!(call_sid, error = %e, "could not stop the agent for the machine; hanging up");
+                if let Err(e) = app.rest.hang_up(call_sid).await {
+                    warn!(call_sid, error = %e, "could not hang up");
+                }
             }
         }
     }

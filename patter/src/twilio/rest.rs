@@ -207,15 +207,14 @@ impl CallControl for TwilioRest {
 }
 
 impl crate::outbound::tracker::Cancel for TwilioRest {
-    fn cancel(&self, call_sid: &str, answered: bool) -> BoxFuture<'_, ()> {
+    fn cancel(&self, call_sid: &str) -> BoxFuture<'_, ()> {
         let call_sid = call_sid.to_owned();
         Box::pin(async move {
-            let done = if answered {
-                self.hang_up(&call_sid).await
-            } else {
-                TwilioRest::cancel(self, &call_sid).await
-            };
-            if let Err(e) = done {
+            // `canceled` ends a call still queued or ringing and does nothing to one just
+            // answered, which `completed` ends: both, so neither case is missed.
+            let cancelled = TwilioRest::cancel(self, &call_sid).await;
+            let hung_up = self.hang_up(&call_sid).await;
+            if let (Err(e), Err(_)) = (cancelled, hung_up) {
                 tracing::warn!(call_sid, error = %e, "could not end the dialled call");
             }
         })
