@@ -32,6 +32,7 @@ pub struct Patter {
     hooks: Hooks,
     /// Agents a dialled call may name, besides the served one.
     named: Vec<(String, AgentSpec)>,
+    prices: crate::call::Prices,
 }
 
 impl Patter {
@@ -57,6 +58,7 @@ impl Patter {
             config,
             hooks: Hooks::default(),
             named: Vec::new(),
+            prices: crate::call::Prices::defaults(),
         }
     }
 
@@ -113,6 +115,24 @@ impl Patter {
         self
     }
 
+    /// Runs as each turn ends, with its timings ([`TurnMetrics`](crate::call::TurnMetrics)):
+    /// the time the caller waited, the engine's times, each tool call, interruptions. It
+    /// runs on the call's own task: keep it quick.
+    pub fn on_turn<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, &crate::call::TurnMetrics) + Send + Sync + 'static,
+    {
+        self.hooks = self.hooks.on_turn(hook);
+        self
+    }
+
+    /// The price table each call's cost is worked out with (default:
+    /// [`Prices::defaults`](crate::call::Prices::defaults), dated list prices).
+    pub fn prices(mut self, prices: crate::call::Prices) -> Self {
+        self.prices = prices;
+        self
+    }
+
     /// Runs for each finished recording of a recorded call (`record` on the agent, or
     /// `CallSetup::record`), with its id, media URL and duration. It gets 10 s.
     pub fn on_recording<F, Fut>(mut self, hook: F) -> Self
@@ -159,6 +179,7 @@ impl Patter {
             self.hooks.clone(),
             spec,
             self.named.clone(),
+            self.prices.clone(),
         ))
     }
 

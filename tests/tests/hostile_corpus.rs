@@ -378,6 +378,16 @@ fn realtime_corpus() -> Vec<(&'static str, String, Option<EngineEvent<'static>>)
             Some(EngineEvent::ResponseDone {
                 response_id: "".into(),
                 status: "".into(),
+                usage: None,
+            }),
+        ),
+        (
+            "response.done whose usage has fields of the wrong type (counted 0)",
+            r#"{"type":"response.done","response":{"id":"r","usage":{"input_token_details":"lots","output_token_details":{"audio_tokens":-3,"text_tokens":1.5}}}}"#.into(),
+            Some(EngineEvent::ResponseDone {
+                response_id: "r".into(),
+                status: "".into(),
+                usage: Some(patter::engine::Usage::default()),
             }),
         ),
         (

@@ -29,6 +29,8 @@ pub struct CallEnv {
     pub(crate) shutdown: Option<watch::Receiver<bool>>,
     /// Settings for this call that `on_call_start` may still change (a dialled call's).
     pub(crate) preset: super::CallSetup,
+    /// What a call's usage and minutes cost.
+    pub(crate) prices: super::Prices,
 }
 
 impl CallEnv {
@@ -43,6 +45,7 @@ impl CallEnv {
             control: Arc::new(NoCallControl),
             shutdown: None,
             preset: super::CallSetup::default(),
+            prices: super::Prices::defaults(),
         }
     }
 
@@ -82,6 +85,12 @@ impl CallEnv {
     /// changes win): how a dialled call brings its own variables and first message.
     pub fn preset(mut self, setup: super::CallSetup) -> Self {
         self.preset = setup;
+        self
+    }
+
+    /// The price table for each call's cost (default: [`Prices::defaults`](super::Prices::defaults)).
+    pub fn prices(mut self, prices: super::Prices) -> Self {
+        self.prices = prices;
         self
     }
 

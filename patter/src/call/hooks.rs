@@ -143,6 +143,7 @@ type DtmfHook = dyn Fn(&CallContext, char) + Send + Sync;
 type EventHook = dyn Fn(&CallContext, &CallEvent<'_>) + Send + Sync;
 type RecordingHook = dyn Fn(Recording) -> BoxFuture<'static, ()> + Send + Sync;
 type EndHook = dyn Fn(CallSummary) -> BoxFuture<'static, ()> + Send + Sync;
+type TurnHook = dyn Fn(&CallContext, &super::TurnMetrics) + Send + Sync;
 
 /// The lifecycle hooks of every call: [`Patter`](crate::Patter) sets them for a server,
 /// and [`CallEnv::hooks`](super::CallEnv::hooks) for calls run by hand or in tests.
@@ -163,6 +164,7 @@ pub struct Hooks {
     pub(crate) on_transcript: Option<Arc<TranscriptHook>>,
     pub(crate) on_dtmf: Option<Arc<DtmfHook>>,
     pub(crate) on_event: Option<Arc<EventHook>>,
+    pub(crate) on_turn: Option<Arc<TurnHook>>,
     pub(crate) on_recording: Option<Arc<RecordingHook>>,
     pub(crate) on_call_end: Option<Arc<EndHook>>,
 }
@@ -216,6 +218,17 @@ impl Hooks {
         self
     }
 
+    /// Runs as each turn ends, with its timings: the time the caller waited, the engine's
+    /// times to first audio and text, each tool call, and whether the answer was cut off
+    /// ([`TurnMetrics`](super::TurnMetrics)). It runs on the call's own task: keep it quick.
+    pub fn on_turn<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&CallContext, &super::TurnMetrics) + Send + Sync + 'static,
+    {
+        self.on_turn = Some(Arc::new(hook));
+        self
+    }
+
     /// Adds `hook` after the `on_event` hook already set, if any.
     pub(crate) fn also_on_event<F>(mut self, hook: F) -> Self
     where
@@ -261,6 +274,7 @@ impl fmt::Debug for Hooks {
             .field("on_transcript", &self.on_transcript.is_some())
             .field("on_dtmf", &self.on_dtmf.is_some())
             .field("on_event", &self.on_event.is_some())
+            .field("on_turn", &self.on_turn.is_some())
             .field("on_recording", &self.on_recording.is_some())
             .field("on_call_end", &self.on_call_end.is_some())
             .finish()

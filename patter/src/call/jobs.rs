@@ -36,6 +36,15 @@ impl ToolDone {
         }
     }
 
+    /// Its timing, for the turn's measurements.
+    pub(super) fn timing(&self) -> super::ToolTiming {
+        super::ToolTiming {
+            name: self.name.clone(),
+            duration: self.duration,
+            outcome: self.outcome.error.as_ref().map_or("ok", |e| e.kind()),
+        }
+    }
+
     /// What the call's summary keeps of it.
     pub(super) fn record(&self) -> ToolCallRecord {
         ToolCallRecord {

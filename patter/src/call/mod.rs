@@ -8,10 +8,12 @@
 
 mod actions;
 mod closing;
+mod cost;
 mod env;
 mod hooks;
 mod jobs;
 mod keys;
+mod measure;
 mod playback;
 #[doc(hidden)]
 pub mod relay;
@@ -27,10 +29,12 @@ use std::time::Duration;
 
 use crate::tool::CallContext;
 
+pub use cost::{Cost, DEFAULT_PRICES_AS_OF, ModelPrices, Money, Prices, carrier_minutes};
 pub use env::CallEnv;
 pub use hooks::{CallEvent, CallSetup, Hooks, Recording};
+pub use measure::{CallMetrics, Percentiles, ToolTiming, TurnMetrics};
 pub use system_tools::system_tools;
-pub use text::{NotAKey, TextCall, TextEvent, TurnMetrics};
+pub use text::{NotAKey, TextCall, TextEvent};
 pub use transfers::{NumberPattern, TransferError, Transfers};
 
 /// Who said something.
@@ -136,6 +140,9 @@ pub struct CallSummary {
     pub transcript: Vec<TranscriptEntry>,
     /// The tool calls, in the order they finished.
     pub tool_calls: Vec<ToolCallRecord>,
+    /// What was measured: each turn's timings, percentiles, frames, barge-ins, the
+    /// engine's usage and the cost.
+    pub metrics: CallMetrics,
 }
 
 /// Fills `{name}` placeholders in `template` from `values`; unknown placeholders stay as

@@ -51,6 +51,13 @@ impl MarkId {
     }
 }
 
+impl MarkId {
+    /// The mark's number: later marks have larger ones.
+    pub(crate) fn number(self) -> u64 {
+        self.0
+    }
+}
+
 impl std::fmt::Display for MarkId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "p{}", self.0)
@@ -103,14 +110,11 @@ impl Playback {
     }
 
     /// Twilio echoed mark `name`: the audio before it has played. Unknown names (marks
-    /// flushed by a `clear`, or never sent) are ignored.
-    pub(crate) fn on_mark(&mut self, name: &str) {
-        let Some(MarkId(id)) = MarkId::parse(name) else {
-            return;
-        };
-        let Some(index) = self.pending.iter().position(|m| m.id == id) else {
-            return;
-        };
+    /// flushed by a `clear`, or never sent) are ignored. Returns the mark's number if it
+    /// was one pending.
+    pub(crate) fn on_mark(&mut self, name: &str) -> Option<u64> {
+        let MarkId(id) = MarkId::parse(name)?;
+        let index = self.pending.iter().position(|m| m.id == id)?;
         // Marks come back in order; anything before this one has played too.
         for mark in self.pending.drain(..=index) {
             if mark.same_item
@@ -121,6 +125,7 @@ impl Playback {
                 item.confirmed_ts = self.latest_inbound_ts;
             }
         }
+        Some(id)
     }
 
     /// Marks sent but not yet echoed.

@@ -20,6 +20,7 @@ use tracing::{Instrument, debug, error, info, warn};
 use super::closing::Closing;
 use super::jobs::{self, Job, Settled, ToolDone};
 use super::keys::{KeyBatch, when_due};
+use super::measure::{CallMetrics, TurnClock, TurnMetrics};
 use super::playback::Playback;
 use super::relay::{AgentAudio, AudioRelay};
 use super::setup::{self, HOOK_TIMEOUT};
@@ -57,7 +58,8 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
                 let ending = Ending::hanging_up(EndReason::EngineLost {
                     detail: e.to_string(),
                 });
-                return finish(env, &ctx, ending, started, Record::default()).await;
+                let record = Record::for_model(&plan.setup.model);
+                return finish(env, &ctx, ending, started, record).await;
             }
         };
         let mut jobs = JoinSet::new();
@@ -77,7 +79,8 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
             closing: None,
             jobs,
             speaking: watch::Sender::new(false),
-            record: Record::default(),
+            record: Record::for_model(&plan.setup.model),
+            clock: TurnClock::default(),
             started,
             mark_name: String::new(),
             speech_stopped: None,
@@ -97,9 +100,24 @@ pub(super) struct Record {
     pub(super) transcript: Vec<TranscriptEntry>,
     pub(super) tool_calls: Vec<ToolCallRecord>,
     pub(super) malformed_frames: u64,
+    pub(super) metrics: CallMetrics,
 }
 
 impl Record {
+    pub(super) fn for_model(model: &str) -> Self {
+        let mut record = Record::default();
+        record.metrics.model = model.to_owned();
+        record
+    }
+
+    /// A turn ended: `on_turn` sees it, and the summary keeps it.
+    pub(super) fn turn(&mut self, env: &CallEnv, ctx: &CallContext, turn: TurnMetrics) {
+        if let Some(hook) = &env.hooks.on_turn {
+            guarded("on_turn", || hook(ctx, &turn));
+        }
+        self.metrics.turns.push(turn);
+    }
+
     /// Adds a finished turn of the conversation (an empty one is left out) and runs
     /// `on_transcript`.
     pub(super) fn add(
@@ -174,6 +192,8 @@ struct Session<'env, S: EngineSession, C: CarrierLeg> {
     /// for call actions, which wait for the last words to play.
     speaking: watch::Sender<bool>,
     record: Record,
+    /// Each turn's timings.
+    clock: TurnClock,
     started: Instant,
     /// Reused buffer for the name of the next mark.
     mark_name: String,
@@ -254,6 +274,9 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 _ => {}
             }
         }
+        if let Some(turn) = self.clock.close(Instant::now()) {
+            self.record.turn(self.env, &self.ctx, turn);
+        }
         close_within(self.engine.close()).await;
         close_within(self.carrier.close()).await;
         if self.record.malformed_frames > 0 {
@@ -293,10 +316,14 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 if let Some(ts) = timestamp_ms {
                     self.playback.on_inbound(ts);
                 }
+                self.record.metrics.frames_in += 1;
                 self.forward_caller_audio(&audio).await
             }
             CarrierEvent::Mark { name } => {
-                self.playback.on_mark(&name);
+                if let Some(mark) = self.playback.on_mark(&name) {
+                    self.clock.mark_echoed(mark, Instant::now());
+                    self.check_idle();
+                }
                 self.publish_speaking();
                 None
             }
@@ -353,7 +380,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 // The first message goes once, after the engine has its configuration.
                 match self.first_message.take() {
                     Some(text) => {
-                        self.response_requested = Some(Instant::now());
+                        self.asked_for_response();
                         self.send_engine(EngineCommand::SayVerbatim { text: &text })
                             .await
                     }
@@ -368,6 +395,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 if let Some(closing) = &mut self.closing {
                     closing.on_response_started();
                 }
+                self.clock.response_started(&response_id);
                 self.turns.response_started(&response_id);
                 self.publish_speaking();
                 None
@@ -378,11 +406,16 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 audio,
             } => {
                 self.answered(&response_id);
+                self.clock.engine_audio(&response_id, Instant::now());
                 self.forward_agent_audio(&item_id, &audio).await
             }
             EngineEvent::SpeechStarted => self.barge_in().await,
             EngineEvent::SpeechStopped => {
-                self.speech_stopped = Some((Instant::now(), Vec::new()));
+                let now = Instant::now();
+                self.speech_stopped = Some((now, Vec::new()));
+                if let Some(turn) = self.clock.caller_stopped(now) {
+                    self.record.turn(self.env, &self.ctx, turn);
+                }
                 None
             }
             EngineEvent::FunctionCall {
@@ -397,17 +430,28 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             EngineEvent::ResponseDone {
                 response_id,
                 status,
+                usage,
             } => {
                 debug!(%response_id, %status, "response done");
+                if let Some(usage) = usage {
+                    self.record.metrics.usage.add(&usage);
+                }
                 let next = self.turns.response_done(&response_id);
                 self.publish_speaking();
-                self.go_on(next).await
+                let end = self.go_on(next).await;
+                self.check_idle();
+                end
+            }
+            EngineEvent::UsageSoFar(usage) => {
+                self.record.metrics.usage.add(&usage);
+                None
             }
             EngineEvent::UserTranscript { text } => {
                 self.record(Role::Caller, text.into_owned());
                 None
             }
             EngineEvent::AgentTranscript { text } => {
+                self.clock.text(Instant::now());
                 self.record(Role::Agent, text.into_owned());
                 None
             }
@@ -429,7 +473,11 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 self.response_requested = None;
                 None
             }
-            EngineEvent::TextDelta { .. } | EngineEvent::Ignored => None,
+            EngineEvent::TextDelta { .. } => {
+                self.clock.text(Instant::now());
+                None
+            }
+            EngineEvent::Ignored => None,
         }
     }
 
@@ -453,6 +501,8 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 mark: &self.mark_name,
             })
             .await;
+        self.record.metrics.frames_out += 1;
+        self.clock.first_audio_sent(mark.number(), Instant::now());
         self.publish_speaking();
         carrier_result(sent)
     }
@@ -476,6 +526,13 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
 
     async fn barge_in(&mut self) -> Option<Ending> {
         let truncate = self.playback.barge_in();
+        if let Some((_, heard_ms)) = &truncate {
+            self.record.metrics.barge_ins += 1;
+            let heard = Some(Duration::from_millis(*heard_ms));
+            if let Some(turn) = self.clock.barge_in(heard, Instant::now()) {
+                self.record.turn(self.env, &self.ctx, turn);
+            }
+        }
         self.publish_speaking();
         if let Some(end) = carrier_result(self.carrier.send(CarrierCommand::Clear).await) {
             return Some(end);
@@ -494,6 +551,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             debug!(call_id, "repeated function call ignored");
             return;
         }
+        self.clock.tool_called();
         jobs::spawn_tool(
             self.env,
             &mut self.jobs,
@@ -508,6 +566,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         match job {
             Job::Tool(done) => {
                 event(self.env, &self.ctx, &done.event());
+                self.clock.tool_finished(done.timing());
                 self.record.tool_calls.push(done.record());
                 if done.outcome.actions.is_empty() {
                     return self
@@ -569,7 +628,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             return None;
         }
         let text = self.keys.take()?;
-        self.response_requested = Some(Instant::now());
+        self.asked_for_response();
         self.send_engine(EngineCommand::CallerText { text: &text })
             .await
     }
@@ -591,7 +650,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
     async fn go_on(&mut self, next: Next) -> Option<Ending> {
         match next {
             Next::Continue => {
-                self.response_requested = Some(Instant::now());
+                self.asked_for_response();
                 self.send_engine(EngineCommand::ContinueAfterTools).await
             }
             Next::Wait | Next::Nothing => None,
@@ -618,6 +677,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         let closing = Closing::new(reason);
         let instructions = closing.instructions();
         self.closing = Some(closing);
+        self.asked_for_response();
         self.send_engine(EngineCommand::Respond { instructions })
             .await
     }
@@ -635,6 +695,25 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
     fn record(&mut self, role: Role, text: String) {
         self.record
             .add(self.env, &self.ctx, self.started, role, text);
+    }
+
+    /// Patter asks the engine for a response now.
+    fn asked_for_response(&mut self) {
+        let now = Instant::now();
+        self.response_requested = Some(now);
+        self.clock.response_requested(now);
+    }
+
+    /// A turn whose answer is complete (no response running, no tool pending, all of its
+    /// audio played) ends.
+    fn check_idle(&mut self) {
+        if !self.turns.is_responding()
+            && self.playback.pending_marks() == 0
+            && self.response_requested.is_none()
+            && let Some(turn) = self.clock.idle(Instant::now())
+        {
+            self.record.turn(self.env, &self.ctx, turn);
+        }
     }
 
     fn is_speaking(&self) -> bool {
@@ -694,12 +773,21 @@ pub(super) async fn finish(
     {
         error!(error = %e, "could not hang up the call");
     }
+    let duration = started.elapsed();
+    let mut metrics = record.metrics;
+    metrics.malformed_frames = record.malformed_frames;
+    metrics.summarise();
+    metrics.carrier_minutes = super::carrier_minutes(duration);
+    metrics.cost = env
+        .prices
+        .cost(&metrics.model, &metrics.usage, ctx.direction(), duration);
     let summary = CallSummary {
         context: ctx.clone(),
         reason: ending.reason,
-        duration: started.elapsed(),
+        duration,
         transcript: record.transcript,
         tool_calls: record.tool_calls,
+        metrics,
     };
     info!(reason = ?summary.reason, duration_ms = summary.duration.as_millis() as u64, "call ended");
     if let Some(hook) = &env.hooks.on_call_end {

@@ -25,7 +25,7 @@ use super::keys::{KeyBatch, when_due};
 use super::session::{self, Ending, Record};
 use super::setup;
 use super::turns::{Next, Turns};
-use super::{CallEnv, CallSummary, EndReason, Role};
+use super::{CallEnv, CallSummary, EndReason, Role, TurnMetrics};
 use crate::carrier::EndingControl;
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, Modality};
 use crate::tool::{CallContext, ToolSet};
@@ -95,20 +95,6 @@ pub enum TextEvent {
         /// Why.
         reason: EndReason,
     },
-}
-
-/// The timings of one turn: from the caller's words to the agent's last.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TurnMetrics {
-    /// The turn's number, from 1.
-    pub index: u32,
-    /// From sending the caller's words to the first text of the answer.
-    pub first_text: Option<Duration>,
-    /// From sending the caller's words until the agent was done.
-    pub duration: Duration,
-    /// Tool calls in the turn.
-    pub tool_calls: u32,
 }
 
 /// What the person at the keyboard does.
@@ -232,7 +218,7 @@ async fn run<E: Engine>(
                         detail: e.to_string(),
                     }),
                     started,
-                    Record::default(),
+                    Record::for_model(&plan.setup.model),
                 )
                 .await;
                 let _ = events.send(TextEvent::Ended {
@@ -258,7 +244,7 @@ async fn run<E: Engine>(
             awaiting_response: false,
             refused_by: None,
             ready: false,
-            record: Record::default(),
+            record: Record::for_model(&plan.setup.model),
             started,
         }
         .run()
@@ -281,6 +267,7 @@ struct Turn {
     started: Instant,
     first_text: Option<Duration>,
     tool_calls: u32,
+    tools: Vec<super::ToolTiming>,
 }
 
 struct TextSession<'env, S: EngineSession> {
@@ -396,12 +383,24 @@ impl<S: EngineSession> TextSession<'_, S> {
         }
         if let Some(turn) = self.turn.take() {
             self.turns_taken += 1;
-            self.emit(TextEvent::TurnEnded(TurnMetrics {
+            let metrics = TurnMetrics {
                 index: self.turns_taken,
+                by_caller: true,
+                response_time: None,
+                played_after: None,
+                first_audio: None,
                 first_text: turn.first_text,
                 duration: turn.started.elapsed(),
                 tool_calls: turn.tool_calls,
-            }));
+                tools: turn.tools,
+                interrupted: false,
+                heard: None,
+            };
+            if let Some(hook) = &self.env.hooks.on_turn {
+                session::guarded("on_turn", || hook(&self.ctx, &metrics));
+            }
+            self.record.metrics.turns.push(metrics.clone());
+            self.emit(TextEvent::TurnEnded(metrics));
         }
         let text = self.waiting.pop_front()?;
         self.emit(TextEvent::Caller { text: text.clone() });
@@ -410,6 +409,7 @@ impl<S: EngineSession> TextSession<'_, S> {
             started: Instant::now(),
             first_text: None,
             tool_calls: 0,
+            tools: Vec::new(),
         });
         self.awaiting_response = true;
         self.send_engine(EngineCommand::CallerText { text: &text })
@@ -487,7 +487,16 @@ impl<S: EngineSession> TextSession<'_, S> {
                 self.start_tool(&response_id, &call_id, &name, &arguments);
                 None
             }
-            EngineEvent::ResponseDone { response_id, .. } => {
+            EngineEvent::UsageSoFar(usage) => {
+                self.record.metrics.usage.add(&usage);
+                None
+            }
+            EngineEvent::ResponseDone {
+                response_id, usage, ..
+            } => {
+                if let Some(usage) = usage {
+                    self.record.metrics.usage.add(&usage);
+                }
                 let next = self.turns.response_done(&response_id);
                 self.go_on(next).await
             }
@@ -570,6 +579,9 @@ impl<S: EngineSession> TextSession<'_, S> {
                     duration: done.duration,
                 });
                 self.record.tool_calls.push(done.record());
+                if let Some(turn) = &mut self.turn {
+                    turn.tools.push(done.timing());
+                }
                 if done.outcome.actions.is_empty() {
                     return self
                         .answer_tool(&done.response_id, &done.call_id, &done.outcome.output)

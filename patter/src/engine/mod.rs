@@ -181,6 +181,55 @@ impl EngineSetup {
     }
 }
 
+/// What the engine reports it used, as it bills it: tokens by kind (a response's), or time
+/// (engines billed by the minute).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Text tokens in, cached ones included.
+    pub text_in: u64,
+    /// Audio tokens in, cached ones included.
+    pub audio_in: u64,
+    /// Of `text_in`, those read from the cache.
+    pub cached_text_in: u64,
+    /// Of `audio_in`, those read from the cache.
+    pub cached_audio_in: u64,
+    /// Text tokens out.
+    pub text_out: u64,
+    /// Audio tokens out.
+    pub audio_out: u64,
+    /// Engine time billed, in milliseconds (engines billed by the minute).
+    pub billed_ms: u64,
+}
+
+impl Usage {
+    /// Input tokens, text and audio, cached included.
+    pub fn input_tokens(&self) -> u64 {
+        self.text_in + self.audio_in
+    }
+
+    /// Cached input tokens.
+    pub fn cached_tokens(&self) -> u64 {
+        self.cached_text_in + self.cached_audio_in
+    }
+
+    /// Output tokens, text and audio.
+    pub fn output_tokens(&self) -> u64 {
+        self.text_out + self.audio_out
+    }
+
+    /// Adds another response's usage (billed time is a running total: the larger wins).
+    pub fn add(&mut self, other: &Usage) {
+        self.text_in += other.text_in;
+        self.audio_in += other.audio_in;
+        self.cached_text_in += other.cached_text_in;
+        self.cached_audio_in += other.cached_audio_in;
+        self.text_out += other.text_out;
+        self.audio_out += other.audio_out;
+        self.billed_ms = self.billed_ms.max(other.billed_ms);
+    }
+}
+
 /// Something the engine said, in patter's terms, borrowing its strings from the frame where
 /// it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +274,11 @@ pub enum EngineEvent<'a> {
         response_id: Cow<'a, str>,
         /// How it ended, in the engine's words (`completed`, `cancelled`, …).
         status: Cow<'a, str>,
+        /// What it used, when the engine says.
+        usage: Option<Usage>,
     },
+    /// The engine's running total of billed use (engines billed by time).
+    UsageSoFar(Usage),
     /// What the caller said, transcribed.
     UserTranscript {
         /// The text.

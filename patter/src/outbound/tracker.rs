@@ -408,6 +408,7 @@ mod tests {
             duration: Duration::from_secs(1),
             transcript: Vec::new(),
             tool_calls: Vec::new(),
+            metrics: Default::default(),
         }
     }
 

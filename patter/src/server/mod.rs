@@ -154,6 +154,7 @@ pub(crate) fn build_app(
     hooks: Hooks,
     agent: AgentSpec,
     named: Vec<(String, AgentSpec)>,
+    prices: crate::call::Prices,
 ) -> Arc<App> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let rest = Arc::new(
@@ -170,6 +171,7 @@ pub(crate) fn build_app(
             .limits(config.local.limits.clone())
             .system_tools(config.local.system_tools)
             .control(rest.clone())
+            .prices(prices.clone())
             .shutdown_signal(shutdown.clone())
     };
     let env = env_of(agent);

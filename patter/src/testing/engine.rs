@@ -157,6 +157,7 @@ impl EngineSession for ScriptedSession {
             Said::ResponseDone(id) => EngineEvent::ResponseDone {
                 response_id: text(id),
                 status: Cow::Borrowed("completed"),
+                usage: None,
             },
             Said::UserTranscript(t) => EngineEvent::UserTranscript { text: text(t) },
             Said::AgentTranscript(t) => EngineEvent::AgentTranscript { text: text(t) },

@@ -387,6 +387,7 @@ impl LiveSession {
                 EngineEvent::ResponseDone {
                     response_id: turn.into(),
                     status: "completed".into(),
+                    usage: None,
                 }
             }
             (Some(_), false) => {
@@ -482,6 +483,7 @@ impl LiveSession {
                 EngineEvent::ResponseDone {
                     response_id: id,
                     status,
+                    usage: None,
                 }
             }
             LiveEvent::Closed(reason) if reason == "connection_lost" => {
@@ -577,6 +579,7 @@ impl EngineSession for LiveSession {
                 return Ok(EngineEvent::ResponseDone {
                     response_id: turn.into(),
                     status: "completed".into(),
+                    usage: None,
                 });
             }
             LiveFrame::Turn { caller: true, text } => {
@@ -614,6 +617,10 @@ impl EngineSession for LiveSession {
                 self.agent.push(&fragment);
                 Ok(EngineEvent::Ignored)
             }
+            LiveEvent::UsageSoFar(ms) => Ok(EngineEvent::UsageSoFar(crate::engine::Usage {
+                billed_ms: ms,
+                ..Default::default()
+            })),
             LiveEvent::Started | LiveEvent::Ignored => Ok(EngineEvent::Ignored),
             other => self.backend_event(other),
         }

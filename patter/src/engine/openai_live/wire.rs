@@ -179,6 +179,8 @@ pub enum LiveEvent<'a> {
     },
     /// The session ended, for this reason.
     Closed(Cow<'a, str>),
+    /// The session's billed time so far (`session.usage.updated`), in milliseconds.
+    UsageSoFar(u64),
     /// An error.
     Error {
         /// Its code, if any.
@@ -237,6 +239,10 @@ pub fn parse_event(raw: &str) -> Result<LiveEvent<'_>, serde_json::Error> {
             }
         }
         "session.closed" => LiveEvent::Closed(text(v.reason)),
+        "session.usage.updated" => match v.usage_ms {
+            Some(ms) => LiveEvent::UsageSoFar(ms),
+            None => LiveEvent::Ignored,
+        },
         "error" => LiveEvent::Error {
             code: v.error.code,
             message: text(v.error.message),
@@ -252,6 +258,8 @@ struct RawEvent<'a> {
     delta: Option<Cow<'a, str>>,
     delegation_id: Option<Cow<'a, str>>,
     reason: Option<Cow<'a, str>>,
+    /// `usage.seconds`, in milliseconds.
+    usage_ms: Option<u64>,
     event: Inner<'a>,
     error: ErrorBody<'a>,
 }
@@ -305,6 +313,16 @@ impl<'de> Fields<'de> for RawEvent<'de> {
             }
             "error" => {
                 self.error = map.next_value::<Object<ErrorBody<'de>>>()?.0;
+                Ok(())
+            }
+            "usage" => {
+                // A few times a minute: read through a `Value`.
+                let usage = map.next_value::<serde_json::Value>()?;
+                self.usage_ms = usage
+                    .get("seconds")
+                    .and_then(serde_json::Value::as_f64)
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(|s| (s * 1000.0).round() as u64);
                 Ok(())
             }
             _ => skip(map),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::ServerVad;
 use crate::audio::{AudioChunk, AudioFormat};
 use crate::engine::json::{Fields, Object, Text};
-use crate::engine::{EngineEvent, EngineSetup, Modality};
+use crate::engine::{EngineEvent, EngineSetup, Modality, Usage};
 use crate::tool::ToolDefinition;
 
 fn format_json(format: AudioFormat) -> Value {
@@ -181,6 +181,7 @@ pub fn parse_event(raw: &str) -> Result<EngineEvent<'_>, serde_json::Error> {
         "response.done" => EngineEvent::ResponseDone {
             response_id: text(v.response.id),
             status: text(v.response.status),
+            usage: v.response.usage,
         },
         "conversation.item.input_audio_transcription.completed" => EngineEvent::UserTranscript {
             text: text(v.transcript),
@@ -235,6 +236,35 @@ struct Nested<'a> {
     status: Option<Cow<'a, str>>,
     code: Option<Cow<'a, str>>,
     message: Option<Cow<'a, str>>,
+    usage: Option<Usage>,
+}
+
+/// A response's `usage`, as billed. Once per response, so read through a `Value`: a field
+/// missing or of the wrong type counts 0.
+fn usage(value: &serde_json::Value) -> Option<Usage> {
+    let count = |path: &[&str]| {
+        path.iter()
+            .try_fold(value, |v, key| v.get(key))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    value.is_object().then(|| Usage {
+        text_in: count(&["input_token_details", "text_tokens"]),
+        audio_in: count(&["input_token_details", "audio_tokens"]),
+        cached_text_in: count(&[
+            "input_token_details",
+            "cached_tokens_details",
+            "text_tokens",
+        ]),
+        cached_audio_in: count(&[
+            "input_token_details",
+            "cached_tokens_details",
+            "audio_tokens",
+        ]),
+        text_out: count(&["output_token_details", "text_tokens"]),
+        audio_out: count(&["output_token_details", "audio_tokens"]),
+        billed_ms: 0,
+    })
 }
 
 impl<'de> Fields<'de> for RawEvent<'de> {
@@ -274,6 +304,10 @@ impl<'de> Fields<'de> for Nested<'de> {
             "status" => &mut self.status,
             "code" => &mut self.code,
             "message" => &mut self.message,
+            "usage" => {
+                self.usage = usage(&map.next_value::<serde_json::Value>()?);
+                return Ok(());
+            }
             _ => {
                 map.next_value::<IgnoredAny>()?;
                 return Ok(());
