@@ -141,6 +141,10 @@ pub struct Config {
     pub(crate) bind: IpAddr,
     pub(crate) twilio_api_url: String,
     pub(crate) stream_secret: Secret,
+    /// Where `/metrics` is served instead of the main port (`PATTER_METRICS_PORT`).
+    pub(crate) metrics_port: Option<u16>,
+    /// The bearer token `/metrics` asks for, if set (`PATTER_METRICS_TOKEN`).
+    pub(crate) metrics_token: Option<Secret>,
     pub(crate) local: LocalConfig,
 }
 
@@ -328,6 +332,8 @@ impl fmt::Debug for Config {
                 &crate::util::redact_url(&self.twilio_api_url),
             )
             .field("stream_secret", &self.stream_secret)
+            .field("metrics_port", &self.metrics_port)
+            .field("metrics_token", &self.metrics_token)
             .field("local", &self.local)
             .finish()
     }
@@ -353,6 +359,8 @@ pub(crate) const OPENAI_REALTIME_URL: &str = "OPENAI_REALTIME_URL";
 pub(crate) const OPENAI_LIVE_URL: &str = "OPENAI_LIVE_URL";
 pub(crate) const TWILIO_API_URL: &str = "TWILIO_API_URL";
 pub(crate) const STREAM_SECRET: &str = "PATTER_STREAM_SECRET";
+pub(crate) const METRICS_PORT: &str = "PATTER_METRICS_PORT";
+pub(crate) const METRICS_TOKEN: &str = "PATTER_METRICS_TOKEN";
 pub(crate) const MAX_CONCURRENT_CALLS: &str = "PATTER_MAX_CONCURRENT_CALLS";
 pub(crate) const MAX_CALL_DURATION_SECS: &str = "PATTER_MAX_CALL_DURATION_SECS";
 pub(crate) const DRAIN_TIMEOUT_SECS: &str = "PATTER_DRAIN_TIMEOUT_SECS";
@@ -377,6 +385,8 @@ const ALL: &[&str] = &[
     OPENAI_LIVE_URL,
     TWILIO_API_URL,
     STREAM_SECRET,
+    METRICS_PORT,
+    METRICS_TOKEN,
     MAX_CONCURRENT_CALLS,
     MAX_CALL_DURATION_SECS,
     DRAIN_TIMEOUT_SECS,
@@ -437,6 +447,16 @@ impl ConfigBuilder {
     /// The public base URL Twilio reaches (a bare host means https).
     pub fn webhook_url(self, url: impl Into<String>) -> Self {
         self.set(WEBHOOK_URL, url)
+    }
+
+    /// Serves `/metrics` (feature `prometheus`) on this port instead of the main one.
+    pub fn metrics_port(self, port: u16) -> Self {
+        self.set(METRICS_PORT, port.to_string())
+    }
+
+    /// Asks for `Authorization: Bearer <token>` on `/metrics`.
+    pub fn metrics_token(self, token: impl Into<String>) -> Self {
+        self.set(METRICS_TOKEN, token)
     }
 
     /// The HTTP port (default 8000).
@@ -574,6 +594,21 @@ impl ConfigBuilder {
             }
         };
         let local = self.local_settings(api_key, &mut problems);
+        let metrics_port = match self.get(METRICS_PORT).map(str::trim) {
+            None | Some("") => None,
+            Some(text) => match text.parse::<u16>() {
+                Ok(port) if port > 0 => Some(port),
+                _ => {
+                    problems.push(METRICS_PORT, "must be a port number (1-65535)");
+                    None
+                }
+            },
+        };
+        let metrics_token = self
+            .get(METRICS_TOKEN)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
         let twilio_api = endpoint(
             self.get(TWILIO_API_URL),
             DEFAULT_TWILIO_API_URL,
@@ -602,6 +637,8 @@ impl ConfigBuilder {
             bind: local.bind.unwrap_or(IpAddr::from([0, 0, 0, 0])),
             twilio_api_url: twilio_api.trim_end_matches('/').to_owned(),
             stream_secret,
+            metrics_port,
+            metrics_token,
             local,
         })
     }

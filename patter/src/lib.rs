@@ -17,6 +17,7 @@ mod runtime;
 mod secret;
 mod server;
 pub mod softphone;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tool;

@@ -107,6 +107,24 @@ pub enum EndReason {
     StreamClosed,
 }
 
+impl EndReason {
+    /// A short, stable name for metrics and traces: `stream_stopped`, `agent_hung_up`,
+    /// `transferred`, `engine_lost`, `engine_error`, `max_duration`, `shutdown`,
+    /// `stream_closed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EndReason::StreamStopped => "stream_stopped",
+            EndReason::AgentHungUp { .. } => "agent_hung_up",
+            EndReason::Transferred { .. } => "transferred",
+            EndReason::EngineLost { .. } => "engine_lost",
+            EndReason::EngineError { .. } => "engine_error",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::Shutdown => "shutdown",
+            EndReason::StreamClosed => "stream_closed",
+        }
+    }
+}
+
 /// Says how the call ended, in a few words: "the caller hung up", "the agent transferred
 /// the call to +15550199", "the engine failed: …".
 impl std::fmt::Display for EndReason {

@@ -28,6 +28,7 @@ use super::turns::{Next, Turns};
 use super::{CallEnv, CallEvent, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
 use crate::carrier::{CarrierCommand, CarrierError, CarrierEvent, CarrierLeg};
 use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession};
+use crate::telemetry::meters;
 use crate::tool::{CallContext, ToolSet};
 
 /// How long an answer is expected after it was asked for, or after the caller stopped
@@ -50,7 +51,11 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
         let started = Instant::now();
         info!(caller = ctx.caller(), callee = ctx.callee(), "call started");
         let plan = setup::plan(env, engine.default_model(), &ctx).await;
-        let session = match engine.open(&plan.setup).await {
+        meters::call_started();
+        let connecting = Instant::now();
+        let opened = engine.open(&plan.setup).await;
+        meters::engine_connected(engine.name(), connecting.elapsed(), opened.is_ok());
+        let session = match opened {
             Ok(session) => session,
             Err(e) => {
                 error!(error = %e, "engine unavailable; ending the call");
@@ -79,6 +84,7 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
             closing: None,
             jobs,
             speaking: watch::Sender::new(false),
+            engine_name: engine.name(),
             record: Record::for_model(&plan.setup.model),
             clock: TurnClock::default(),
             started,
@@ -112,6 +118,7 @@ impl Record {
 
     /// A turn ended: `on_turn` sees it, and the summary keeps it.
     pub(super) fn turn(&mut self, env: &CallEnv, ctx: &CallContext, turn: TurnMetrics) {
+        meters::turn_ended(&turn);
         if let Some(hook) = &env.hooks.on_turn {
             guarded("on_turn", || hook(ctx, &turn));
         }
@@ -192,6 +199,8 @@ struct Session<'env, S: EngineSession, C: CarrierLeg> {
     /// for call actions, which wait for the last words to play.
     speaking: watch::Sender<bool>,
     record: Record,
+    /// The engine's name, for metrics.
+    engine_name: &'static str,
     /// Each turn's timings.
     clock: TurnClock,
     started: Instant,
@@ -461,6 +470,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 fatal,
             } => {
                 let code = code.unwrap_or_default();
+                meters::engine_error(self.engine_name, fatal);
                 if fatal {
                     error!(%code, %message, "engine error; ending the call");
                     return Some(Ending::hanging_up(EndReason::EngineError {
@@ -566,7 +576,9 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         match job {
             Job::Tool(done) => {
                 event(self.env, &self.ctx, &done.event());
-                self.clock.tool_finished(done.timing());
+                let timing = done.timing();
+                meters::tool_finished(&timing);
+                self.clock.tool_finished(timing);
                 self.record.tool_calls.push(done.record());
                 if done.outcome.actions.is_empty() {
                     return self
@@ -790,6 +802,7 @@ pub(super) async fn finish(
         metrics,
     };
     info!(reason = ?summary.reason, duration_ms = summary.duration.as_millis() as u64, "call ended");
+    meters::call_ended(&summary);
     if let Some(hook) = &env.hooks.on_call_end {
         let ran = AssertUnwindSafe(hook(summary.clone())).catch_unwind();
         match tokio::time::timeout(HOOK_TIMEOUT, ran).await {

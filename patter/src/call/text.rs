@@ -202,7 +202,15 @@ async fn run<E: Engine>(
         info!("text conversation started");
         let plan = setup::plan(env, engine.default_model(), &ctx).await;
         let engine_setup = plan.setup.clone().modality(Modality::Text);
-        let engine_session = match engine.open(&engine_setup).await {
+        crate::telemetry::meters::call_started();
+        let connecting = Instant::now();
+        let opened = engine.open(&engine_setup).await;
+        crate::telemetry::meters::engine_connected(
+            engine.name(),
+            connecting.elapsed(),
+            opened.is_ok(),
+        );
+        let engine_session = match opened {
             Ok(session) => session,
             Err(e) => {
                 error!(error = %e, "engine unavailable");
@@ -396,6 +404,7 @@ impl<S: EngineSession> TextSession<'_, S> {
                 interrupted: false,
                 heard: None,
             };
+            crate::telemetry::meters::turn_ended(&metrics);
             if let Some(hook) = &self.env.hooks.on_turn {
                 session::guarded("on_turn", || hook(&self.ctx, &metrics));
             }
@@ -579,8 +588,10 @@ impl<S: EngineSession> TextSession<'_, S> {
                     duration: done.duration,
                 });
                 self.record.tool_calls.push(done.record());
+                let timing = done.timing();
+                crate::telemetry::meters::tool_finished(&timing);
                 if let Some(turn) = &mut self.turn {
-                    turn.tools.push(done.timing());
+                    turn.tools.push(timing);
                 }
                 if done.outcome.actions.is_empty() {
                     return self

@@ -67,6 +67,11 @@ pub trait Engine: Send + Sync + 'static {
     /// The model used when the agent names none.
     fn default_model(&self) -> &str;
 
+    /// A short name for metrics and traces (`openai_realtime`, `openai_live`).
+    fn name(&self) -> &'static str {
+        "engine"
+    }
+
     /// Opens a session configured with `setup`. The engine bounds the time this takes
     /// (connect and handshake) by its own timeouts.
     fn open(

@@ -13,6 +13,8 @@
 //! Every Twilio route checks `X-Twilio-Signature` first and answers 403 without it.
 
 mod handle;
+#[cfg(feature = "prometheus")]
+mod metrics;
 mod outbound;
 
 pub use handle::Server;
@@ -44,6 +46,7 @@ use crate::deploy::{self, Engines};
 use crate::engine::EngineKind;
 use crate::error::Result;
 use crate::outbound::tracker::Signal;
+use crate::telemetry::meters;
 use crate::twilio::leg::{self, TOKEN_PARAMETER, TwilioLeg};
 use crate::twilio::rest::TwilioRest;
 use crate::twilio::{signature, stream_token, twiml};
@@ -180,6 +183,9 @@ pub(crate) fn build_app(
         .map(|(name, agent)| (name, env_of(agent)))
         .collect();
     let engines = Engines::new(&config.local);
+    // Installed before the first call, so nothing measured is lost.
+    #[cfg(feature = "prometheus")]
+    let _ = crate::telemetry::prometheus::handle();
     Arc::new(App {
         calls: Arc::new(CallSlots::new(config.local.limits.max_concurrent_calls)),
         config,
@@ -195,7 +201,15 @@ pub(crate) fn build_app(
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     let body_limit = app.config.local.limits.max_http_body_bytes;
-    Router::new()
+    let router = Router::new();
+    // `/metrics` here, unless it has a port of its own.
+    #[cfg(feature = "prometheus")]
+    let router = if app.config.metrics_port.is_none() {
+        router.route("/metrics", get(metrics::scrape))
+    } else {
+        router
+    };
+    router
         .route("/twilio/voice", post(voice))
         .route("/twilio/stream", get(stream))
         .route("/twilio/status", post(outbound::status))
@@ -242,6 +256,7 @@ fn verify_post(
             path = uri.path(),
             "request without X-Twilio-Signature refused"
         );
+        meters::signature_rejected(route_name(uri.path()));
         return Err(Forbidden);
     };
     let url = signed_url(app, uri, false);
@@ -260,9 +275,23 @@ fn verify_post(
             path = uri.path(),
             "request with a bad X-Twilio-Signature refused"
         );
+        meters::signature_rejected(route_name(uri.path()));
         return Err(Forbidden);
     }
     Ok(params)
+}
+
+/// A route's name for metrics: a fixed set, whatever path was asked for.
+fn route_name(path: &str) -> &'static str {
+    match path {
+        "/twilio/voice" => "voice",
+        "/twilio/stream" => "stream",
+        "/twilio/status" => "status",
+        "/twilio/amd" => "amd",
+        "/twilio/voicemail" => "voicemail",
+        "/twilio/recording" => "recording",
+        _ => "other",
+    }
 }
 
 fn xml(body: String) -> Response {
@@ -301,6 +330,7 @@ async fn voice(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: 
             call_sid,
             "call turned away: server draining or at its call limit"
         );
+        meters::turned_away();
         return xml(twiml::busy(BUSY_MESSAGE));
     }
     let token = stream_token::issue(
@@ -344,6 +374,7 @@ async fn stream(
         given,
     ) {
         warn!("stream upgrade with a missing or bad X-Twilio-Signature refused");
+        meters::signature_rejected("stream");
         return Forbidden.into_response();
     }
     let max = app.config.local.limits.max_ws_message_bytes;
@@ -542,7 +573,13 @@ pub(crate) async fn serve_app(
         }
     };
     let drain_task = tokio::spawn(drainer);
+    #[cfg(feature = "prometheus")]
+    let metrics_task = metrics::serve_own_port(&app).await?;
     server.await?;
+    #[cfg(feature = "prometheus")]
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     let _ = drain_task.await;
     info!("stopped");
     Ok(())

@@ -62,6 +62,10 @@ impl Engine for ScriptedEngine {
         self.default_model
     }
 
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+
     async fn open(&self, setup: &EngineSetup) -> Result<ScriptedSession, EngineError> {
         self.shared.update(|s| s.setup = Some(setup.clone()));
         if let Some(message) = &self.unavailable {

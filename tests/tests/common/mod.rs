@@ -42,6 +42,8 @@ pub struct Harness {
 pub struct Options {
     pub limits: Limits,
     pub configure: Box<dyn FnOnce(Patter) -> Patter + Send>,
+    /// Adjusts the configuration before it is built.
+    pub config: Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder + Send>,
     pub engine: Option<Arc<FakeRealtime>>,
     pub rest: Option<Arc<FakeTwilioRest>>,
     pub system_tools: bool,
@@ -54,6 +56,7 @@ impl Default for Options {
         Options {
             limits: Limits::default(),
             configure: Box::new(|p| p),
+            config: Box::new(|c| c),
             engine: None,
             rest: None,
             system_tools: true,
@@ -107,9 +110,8 @@ impl Harness {
             .twilio_api_url(rest.base_url())
             .stream_secret("shared stream secret")
             .system_tools(options.system_tools)
-            .limits(options.limits)
-            .build()
-            .expect("valid config");
+            .limits(options.limits);
+        let config = (options.config)(config).build().expect("valid config");
         let (end_tx, ends) = mpsc::unbounded_channel();
         let transcripts = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&transcripts);

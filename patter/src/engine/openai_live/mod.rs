@@ -185,6 +185,10 @@ impl Engine for OpenAiLive {
         &self.default_model
     }
 
+    fn name(&self) -> &'static str {
+        "openai_live"
+    }
+
     async fn open(&self, setup: &EngineSetup) -> Result<LiveSession, EngineError> {
         if setup.modality != Modality::Audio {
             return Err(EngineError::Unsupported(

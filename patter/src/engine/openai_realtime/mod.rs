@@ -159,6 +159,10 @@ impl Engine for OpenAiRealtime {
         &self.default_model
     }
 
+    fn name(&self) -> &'static str {
+        "openai_realtime"
+    }
+
     async fn open(&self, setup: &EngineSetup) -> Result<RealtimeSession, EngineError> {
         let mut socket = self.connect(&setup.model).await?;
         let update = wire::session_update(setup, &self.vad, self.transcription_model.as_deref());
