@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use patter::{Agent, AgentSpec, Patter};
+use tracing_subscriber::Layer as _;
 
 /// Loads `.env`, sets up logging, reads the configuration and serves `agent` until Ctrl-C;
 /// with the argument `console`, talks to it in text instead (see `patter::console`), and
@@ -25,13 +26,7 @@ pub async fn serve(agent: impl Agent) -> ExitCode {
     if console || softphone {
         // stdout is the conversation, or the one line with the softphone's address; only
         // warnings and errors go to stderr.
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .init();
+        let _telemetry = logging(true, "warn");
         return if console {
             patter::console::Console::new(agent)
                 .run_from_env(args)
@@ -40,12 +35,8 @@ pub async fn serve(agent: impl Agent) -> ExitCode {
             patter::softphone::Softphone::run_from_env(agent).await
         };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,patter=debug".into()),
-        )
-        .init();
+    // Kept to the end: with traces exported, dropping it flushes them.
+    let _telemetry = logging(false, "info,patter=debug");
     let (phone, agent) = match settings(agent) {
         Ok(settings) => settings,
         Err(code) => return code,
@@ -99,5 +90,48 @@ pub fn settings(agent: impl Agent) -> Result<(Patter, AgentSpec), ExitCode> {
             }
             Err(ExitCode::from(2))
         }
+    }
+}
+
+/// What keeps telemetry running: with the `otel` feature, the exporter's guard (dropping it
+/// flushes the spans still queued).
+pub struct Telemetry {
+    #[cfg(feature = "otel")]
+    _otel: Option<patter::telemetry::otel::OtelGuard>,
+}
+
+/// Sets up logging (to stderr when `to_stderr`, filtered by `RUST_LOG`, else `default`)
+/// and, with the `otel` feature, trace export configured by the `OTEL_*` variables.
+pub fn logging(to_stderr: bool, default: &str) -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let fmt = tracing_subscriber::fmt::layer();
+    let fmt = if to_stderr {
+        fmt.with_writer(std::io::stderr).boxed()
+    } else {
+        fmt.boxed()
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otel")]
+    {
+        match patter::telemetry::otel::Otel::from_env().install() {
+            Ok((otel, guard)) => {
+                registry.with(otel).init();
+                Telemetry { _otel: Some(guard) }
+            }
+            Err(e) => {
+                registry.init();
+                tracing::warn!(error = %e, "traces are not exported");
+                Telemetry { _otel: None }
+            }
+        }
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        registry.init();
+        Telemetry {}
     }
 }

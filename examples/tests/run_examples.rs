@@ -5,17 +5,14 @@
 // Helpers state their expectations with `expect`, as the tests do.
 #![allow(clippy::expect_used)]
 
+mod common;
+
 use std::process::Stdio;
-use std::time::Duration;
 
+use common::{WAIT, place_call, product_specialist, wait_until_serving};
 use patter_tests::fake_openai::FakeRealtime;
-use patter_tests::fake_twilio::{self, FakeTwilioRest, MediaStream};
-use patter_tests::twilio_sid;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use patter_tests::fake_twilio::FakeTwilioRest;
 use tokio::process::Command;
-
-const WAIT: Duration = Duration::from_secs(20);
-const TOKEN: &str = "example_auth_token";
 
 #[tokio::test]
 async fn without_settings_each_example_names_the_missing_variables_and_exits_2() {
@@ -43,22 +40,6 @@ async fn without_settings_each_example_names_the_missing_variables_and_exits_2()
         }
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-}
-
-/// The product specialist as a new user starts it: a clean environment, in a folder without a
-/// `.env`, with the required settings.
-fn product_specialist() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_product_specialist"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("TWILIO_ACCOUNT_SID", twilio_sid("AC", 1))
-        .env("TWILIO_AUTH_TOKEN", TOKEN)
-        .env("OPENAI_API_KEY", "sk-example")
-        .env("PHONE_NUMBER", "+15550100")
-        .env("WEBHOOK_URL", "agent.example.com");
-    command
 }
 
 #[tokio::test]
@@ -213,64 +194,4 @@ async fn the_product_specialist_runs_on_gpt_live_with_one_setting() {
     let _ = child.kill().await;
     let _ = drain.await;
     engine.assert_no_schema_violations();
-}
-
-/// Places call `n` on the example serving on `port`, as Twilio does: the signed voice
-/// webhook, then the signed stream with `connected` and `start` carrying the TwiML's token.
-async fn place_call(port: u16, n: u128) -> MediaStream {
-    let base = format!("http://127.0.0.1:{port}");
-    let call_sid = twilio_sid("CA", n);
-    let (status, _, twiml) = fake_twilio::post_voice_webhook(
-        &base,
-        "https://agent.example.com",
-        TOKEN,
-        &[
-            ("CallSid", &call_sid),
-            ("From", "+15550111"),
-            ("To", "+15550100"),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{twiml}");
-    let token_at = twiml.find("name=\"call_token\" value=\"").expect("token") + 25;
-    let token = &twiml[token_at..token_at + twiml[token_at..].find('"').expect("end")];
-    let stream = MediaStream::connect_signed_as(
-        &format!("ws://127.0.0.1:{port}/twilio/stream"),
-        "wss://agent.example.com/twilio/stream",
-        TOKEN,
-    )
-    .await
-    .expect("stream");
-    stream.send_connected().await.expect("connected");
-    stream
-        .send_start(
-            &twilio_sid("MZ", n),
-            &call_sid,
-            &twilio_sid("AC", 1),
-            &[
-                ("caller", "+15550111"),
-                ("callee", "+15550100"),
-                ("call_token", token),
-            ],
-        )
-        .await
-        .expect("start");
-    stream
-}
-
-/// Waits until the example logs that it is serving, then keeps reading its output in the
-/// background (so it never blocks on a full pipe) until it exits.
-async fn wait_until_serving(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<()> {
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            if line.contains("serving") {
-                return;
-            }
-        }
-        panic!("the example exited before serving");
-    })
-    .await
-    .expect("serving in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} })
 }

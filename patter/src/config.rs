@@ -174,6 +174,9 @@ pub struct LocalConfig {
     pub(crate) audio_format: Option<AudioFormat>,
     pub(crate) engine: Option<EngineKind>,
     pub(crate) delegation_model: Option<String>,
+    /// What traces may say about a call (`PATTER_CALLER_HASH_KEY`,
+    /// `PATTER_TRACE_TRANSCRIPTS`).
+    pub(crate) trace: crate::call::TraceSettings,
 }
 
 impl LocalConfig {
@@ -236,6 +239,7 @@ impl fmt::Debug for LocalConfig {
             .field("audio_format", &self.audio_format)
             .field("engine", &self.engine)
             .field("delegation_model", &self.delegation_model)
+            .field("trace", &self.trace)
             .finish()
     }
 }
@@ -369,6 +373,8 @@ pub(crate) const MODEL: &str = "PATTER_MODEL";
 pub(crate) const VOICE: &str = "PATTER_VOICE";
 pub(crate) const ENGINE: &str = "PATTER_ENGINE";
 pub(crate) const DELEGATION_MODEL: &str = "PATTER_DELEGATION_MODEL";
+pub(crate) const CALLER_HASH_KEY: &str = "PATTER_CALLER_HASH_KEY";
+pub(crate) const TRACE_TRANSCRIPTS: &str = "PATTER_TRACE_TRANSCRIPTS";
 pub(crate) const DEV_TOKEN: &str = "PATTER_DEV_TOKEN";
 pub(crate) const TRANSFER_DESTINATIONS: &str = "PATTER_TRANSFER_DESTINATIONS";
 pub(crate) const TRANSFER_ALLOW: &str = "PATTER_TRANSFER_ALLOW";
@@ -395,6 +401,8 @@ const ALL: &[&str] = &[
     VOICE,
     ENGINE,
     DELEGATION_MODEL,
+    CALLER_HASH_KEY,
+    TRACE_TRANSCRIPTS,
     DEV_TOKEN,
     TRANSFER_DESTINATIONS,
     TRANSFER_ALLOW,
@@ -787,6 +795,13 @@ impl ConfigBuilder {
             audio_format,
             engine,
             delegation_model: text(DELEGATION_MODEL),
+            trace: crate::call::TraceSettings {
+                caller_hash_key: text(CALLER_HASH_KEY).map(Secret::new),
+                transcripts: matches!(
+                    self.get(TRACE_TRANSCRIPTS).map(str::trim),
+                    Some("1" | "true" | "yes")
+                ),
+            },
         }
     }
 }

@@ -11,11 +11,6 @@ async fn main() -> ExitCode {
     // A missing .env file is fine: the variables may come from the environment.
     let _ = dotenvy::dotenv();
     // stdout is the call's progress; logs go to stderr.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    let _telemetry = patter_examples::logging(true, "warn");
     patter_examples::appointment_reminder::run(std::env::args().skip(1).collect()).await
 }

@@ -31,6 +31,56 @@ pub struct CallEnv {
     pub(crate) preset: super::CallSetup,
     /// What a call's usage and minutes cost.
     pub(crate) prices: super::Prices,
+    /// What traces may say about a call.
+    pub(crate) trace: TraceSettings,
+}
+
+/// What a call's spans may carry beyond ids, timings and outcomes. By default: nothing
+/// about the caller and nothing they said.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct TraceSettings {
+    /// When set, `call.caller_hash` is the caller's number hashed with this key
+    /// (HMAC-SHA256, 16 hex digits): calls from one number can be grouped, the number not
+    /// read back.
+    pub caller_hash_key: Option<crate::Secret>,
+    /// When set, each turn's words are events of its span.
+    pub transcripts: bool,
+}
+
+impl TraceSettings {
+    /// Nothing about the caller.
+    pub fn new() -> Self {
+        TraceSettings::default()
+    }
+
+    /// Adds `call.caller_hash`, keyed with `key`.
+    pub fn caller_hash_key(mut self, key: impl Into<String>) -> Self {
+        self.caller_hash_key = Some(crate::Secret::new(key.into()));
+        self
+    }
+
+    /// Puts each turn's words in its span, as events.
+    pub fn transcripts(mut self, on: bool) -> Self {
+        self.transcripts = on;
+        self
+    }
+
+    /// The caller's number, hashed with the key, if one is set.
+    pub(crate) fn caller_hash(&self, caller: &str) -> Option<String> {
+        let key = self.caller_hash_key.as_ref()?;
+        let mac = crate::util::hmac_sha256_hex(key.expose().as_bytes(), &[caller.as_bytes()]);
+        Some(mac[..16].to_owned())
+    }
+}
+
+impl fmt::Debug for TraceSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceSettings")
+            .field("caller_hash_key", &self.caller_hash_key.is_some())
+            .field("transcripts", &self.transcripts)
+            .finish()
+    }
 }
 
 impl CallEnv {
@@ -46,6 +96,7 @@ impl CallEnv {
             shutdown: None,
             preset: super::CallSetup::default(),
             prices: super::Prices::defaults(),
+            trace: TraceSettings::default(),
         }
     }
 
@@ -91,6 +142,12 @@ impl CallEnv {
     /// The price table for each call's cost (default: [`Prices::defaults`](super::Prices::defaults)).
     pub fn prices(mut self, prices: super::Prices) -> Self {
         self.prices = prices;
+        self
+    }
+
+    /// What the call's spans may carry about the caller (default: nothing).
+    pub fn trace_settings(mut self, settings: TraceSettings) -> Self {
+        self.trace = settings;
         self
     }
 

@@ -107,6 +107,7 @@ pub(super) fn spawn_tool(
     ctx: &CallContext,
     (response_id, call_id): (&str, &str),
     (name, arguments): (&str, &str),
+    parent: Option<tracing::Span>,
 ) {
     super::session::event(env, ctx, &CallEvent::ToolCalled { name, arguments });
     let (tools, ctx) = (tools.clone(), ctx.clone());
@@ -127,7 +128,8 @@ pub(super) fn spawn_tool(
                 duration: began.elapsed(),
             })
         }
-        .in_current_span(),
+        // Under the turn the call was made in, when there is one.
+        .instrument(parent.unwrap_or_else(tracing::Span::current)),
     );
 }
 

@@ -158,6 +158,8 @@ struct Open {
     tools: Vec<ToolTiming>,
     interrupted: bool,
     heard: Option<Duration>,
+    /// The turn's span: the tools called in it are its children.
+    span: tracing::Span,
 }
 
 /// Measures a call's turns as they happen; see the module documentation.
@@ -170,7 +172,19 @@ pub(crate) struct TurnClock {
 impl TurnClock {
     fn open(&mut self, by_caller: bool, now: Instant) {
         self.taken += 1;
+        let span = tracing::info_span!(
+            "turn",
+            turn.index = self.taken,
+            turn.by_caller = by_caller,
+            turn.response_time_ms = tracing::field::Empty,
+            turn.played_after_ms = tracing::field::Empty,
+            turn.first_audio_ms = tracing::field::Empty,
+            turn.tool_calls = tracing::field::Empty,
+            turn.interrupted = tracing::field::Empty,
+            turn.heard_ms = tracing::field::Empty,
+        );
         self.open = Some(Open {
+            span,
             index: self.taken,
             by_caller,
             started: now,
@@ -185,6 +199,11 @@ impl TurnClock {
             interrupted: false,
             heard: None,
         });
+    }
+
+    /// The span of the turn being measured.
+    pub(crate) fn span(&self) -> Option<tracing::Span> {
+        self.open.as_ref().map(|turn| turn.span.clone())
     }
 
     /// The engine heard the caller stop speaking: their turn starts; the one before ends.
@@ -297,6 +316,16 @@ impl TurnClock {
     pub(crate) fn close(&mut self, now: Instant) -> Option<TurnMetrics> {
         let turn = self.open.take()?;
         let since = |at: Option<Instant>| at.map(|at| at.saturating_duration_since(turn.started));
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        let span = &turn.span;
+        if turn.by_caller {
+            span.record("turn.response_time_ms", ms(since(turn.first_sent)));
+            span.record("turn.played_after_ms", ms(since(turn.played)));
+        }
+        span.record("turn.first_audio_ms", ms(since(turn.first_audio)));
+        span.record("turn.tool_calls", turn.tool_calls);
+        span.record("turn.interrupted", turn.interrupted);
+        span.record("turn.heard_ms", ms(turn.heard));
         Some(TurnMetrics {
             index: turn.index,
             by_caller: turn.by_caller,

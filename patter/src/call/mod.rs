@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::tool::CallContext;
 
 pub use cost::{Cost, DEFAULT_PRICES_AS_OF, ModelPrices, Money, Prices, carrier_minutes};
-pub use env::CallEnv;
+pub use env::{CallEnv, TraceSettings};
 pub use hooks::{CallEvent, CallSetup, Hooks, Recording};
 pub use measure::{CallMetrics, Percentiles, ToolTiming, TurnMetrics};
 pub use system_tools::system_tools;

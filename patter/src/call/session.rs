@@ -46,15 +46,29 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
     leg: C,
     ctx: CallContext,
 ) -> CallSummary {
-    let span = tracing::info_span!("call", call.id = %ctx.call_id());
+    let span = call_span(env, &ctx);
     async move {
         let started = Instant::now();
-        info!(caller = ctx.caller(), callee = ctx.callee(), "call started");
+        // No phone number here: logs become span events when traces are exported.
+        info!("call started");
         let plan = setup::plan(env, engine.default_model(), &ctx).await;
+        tracing::Span::current().record("gen_ai.request.model", plan.setup.model.as_str());
         meters::call_started();
+        let engine_span = tracing::info_span!(
+            "engine.session",
+            gen_ai.system = gen_ai_system(engine.name()),
+            gen_ai.request.model = %plan.setup.model,
+            engine.name = engine.name(),
+            engine.connect_ms = tracing::field::Empty,
+        );
         let connecting = Instant::now();
-        let opened = engine.open(&plan.setup).await;
-        meters::engine_connected(engine.name(), connecting.elapsed(), opened.is_ok());
+        let opened = engine
+            .open(&plan.setup)
+            .instrument(engine_span.clone())
+            .await;
+        let took = connecting.elapsed();
+        engine_span.record("engine.connect_ms", took.as_millis() as u64);
+        meters::engine_connected(engine.name(), took, opened.is_ok());
         let session = match opened {
             Ok(session) => session,
             Err(e) => {
@@ -85,6 +99,7 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
             jobs,
             speaking: watch::Sender::new(false),
             engine_name: engine.name(),
+            _engine_span: engine_span,
             record: Record::for_model(&plan.setup.model),
             clock: TurnClock::default(),
             started,
@@ -143,11 +158,48 @@ impl Record {
             text,
             at: started.elapsed(),
         };
+        if env.trace.transcripts {
+            // Opted in: the words go to the trace (never by default).
+            info!(target: "patter::transcript", role = ?entry.role, text = %entry.text, "said");
+        }
         if let Some(hook) = &env.hooks.on_transcript {
             guarded("on_transcript", || hook(ctx, &entry));
         }
         event(env, ctx, &CallEvent::Transcript(&entry));
         self.transcript.push(entry);
+    }
+}
+
+/// The call's span: ids, direction and (once known) model and outcome; the caller only as
+/// a keyed hash, and only when a key is set.
+pub(super) fn call_span(env: &CallEnv, ctx: &CallContext) -> tracing::Span {
+    let direction = match ctx.direction() {
+        crate::tool::Direction::Inbound => "inbound",
+        crate::tool::Direction::Outbound => "outbound",
+    };
+    let span = tracing::info_span!(
+        "call",
+        call.id = %ctx.call_id(),
+        call.direction = direction,
+        call.caller_hash = tracing::field::Empty,
+        gen_ai.request.model = tracing::field::Empty,
+        call.end_reason = tracing::field::Empty,
+        call.duration_ms = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+    );
+    if let Some(hash) = env.trace.caller_hash(ctx.caller()) {
+        span.record("call.caller_hash", hash.as_str());
+    }
+    span
+}
+
+/// The GenAI conventions' `gen_ai.system` of an engine.
+fn gen_ai_system(engine: &str) -> &'static str {
+    if engine.starts_with("openai") {
+        "openai"
+    } else {
+        "_OTHER"
     }
 }
 
@@ -201,6 +253,8 @@ struct Session<'env, S: EngineSession, C: CarrierLeg> {
     record: Record,
     /// The engine's name, for metrics.
     engine_name: &'static str,
+    /// Open for as long as the engine session is.
+    _engine_span: tracing::Span,
     /// Each turn's timings.
     clock: TurnClock,
     started: Instant,
@@ -569,6 +623,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             &self.ctx,
             (response_id, call_id),
             (name, arguments),
+            self.clock.span(),
         );
     }
 
@@ -801,7 +856,22 @@ pub(super) async fn finish(
         tool_calls: record.tool_calls,
         metrics,
     };
-    info!(reason = ?summary.reason, duration_ms = summary.duration.as_millis() as u64, "call ended");
+    info!(
+        reason = summary.reason.kind(),
+        duration_ms = summary.duration.as_millis() as u64,
+        "call ended"
+    );
+    let span = tracing::Span::current();
+    span.record("call.end_reason", summary.reason.kind());
+    span.record("call.duration_ms", summary.duration.as_millis() as u64);
+    span.record(
+        "gen_ai.usage.input_tokens",
+        summary.metrics.usage.input_tokens(),
+    );
+    span.record(
+        "gen_ai.usage.output_tokens",
+        summary.metrics.usage.output_tokens(),
+    );
     meters::call_ended(&summary);
     if let Some(hook) = &env.hooks.on_call_end {
         let ran = AssertUnwindSafe(hook(summary.clone())).catch_unwind();

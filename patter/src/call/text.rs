@@ -196,7 +196,7 @@ async fn run<E: Engine>(
     input: mpsc::UnboundedReceiver<Input>,
     events: mpsc::UnboundedSender<TextEvent>,
 ) -> CallSummary {
-    let span = tracing::info_span!("call", call.id = %ctx.call_id(), mode = "text");
+    let span = session::call_span(env, &ctx);
     async move {
         let started = Instant::now();
         info!("text conversation started");
@@ -573,6 +573,7 @@ impl<S: EngineSession> TextSession<'_, S> {
             &self.ctx,
             (response_id, call_id),
             (name, arguments),
+            None,
         );
     }
 

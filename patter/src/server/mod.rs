@@ -175,6 +175,7 @@ pub(crate) fn build_app(
             .system_tools(config.local.system_tools)
             .control(rest.clone())
             .prices(prices.clone())
+            .trace_settings(config.local.trace.clone())
             .shutdown_signal(shutdown.clone())
     };
     let env = env_of(agent);
@@ -217,6 +218,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/twilio/voicemail", post(outbound::voicemail_done))
         .route("/twilio/recording", post(recording))
         .route("/health", get(health))
+        .layer(axum::middleware::from_fn(trace_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
 }
@@ -281,6 +283,20 @@ fn verify_post(
     Ok(params)
 }
 
+/// A span per request: method, route (from a fixed set: never the query, which may hold a
+/// dial's state) and status.
+async fn trace_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let span = tracing::info_span!(
+        "http.request",
+        http.request.method = %request.method(),
+        http.route = route_name(request.uri().path()),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
 /// A route's name for metrics: a fixed set, whatever path was asked for.
 fn route_name(path: &str) -> &'static str {
     match path {
@@ -290,6 +306,8 @@ fn route_name(path: &str) -> &'static str {
         "/twilio/amd" => "amd",
         "/twilio/voicemail" => "voicemail",
         "/twilio/recording" => "recording",
+        "/health" => "health",
+        "/metrics" => "metrics",
         _ => "other",
     }
 }
@@ -352,6 +370,11 @@ async fn voice(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: 
     if let Some(signed) = &signed {
         parameters.push((crate::outbound::state::PARAMETER, signed));
     }
+    // With traces exported, the call's trace starts here: the stream continues it.
+    let traceparent = crate::telemetry::current_traceparent();
+    if let Some(traceparent) = &traceparent {
+        parameters.push((crate::telemetry::TRACEPARENT, traceparent));
+    }
     xml(twiml::connect_stream(&stream_url, &parameters))
 }
 
@@ -397,8 +420,15 @@ async fn serve_stream(app: Arc<App>, socket: WebSocket) {
                 return;
             }
         };
-    let span =
-        tracing::info_span!("stream", call_sid = %start.call_sid, stream_sid = %start.stream_sid);
+    let span = tracing::info_span!(
+        "carrier.stream",
+        carrier.name = "twilio",
+        call.id = %start.call_sid,
+        stream.id = %start.stream_sid,
+    );
+    if let Some(traceparent) = start.custom_parameters.get(crate::telemetry::TRACEPARENT) {
+        crate::telemetry::continue_trace(&span, traceparent);
+    }
     async move {
         let secret = app.config.stream_secret.expose().as_bytes();
         if let Err(why) = leg::check_token(secret, &start, crate::util::unix_now()) {

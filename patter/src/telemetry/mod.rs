@@ -1,5 +1,15 @@
 //! Metrics and traces of the calls a server runs.
 //!
+//! Traces: each call is a span tree, `carrier.stream` → `call` → `turn` → `tool`, with
+//! `engine.session` under the call, and `http.request` for every route. Field names are
+//! stable: `call.id`, `call.direction`, `turn.index`, `tool.name`, and the OpenTelemetry
+//! GenAI conventions' `gen_ai.system`, `gen_ai.request.model`, `gen_ai.operation.name`,
+//! `gen_ai.tool.name`, `gen_ai.tool.call.id`, `gen_ai.usage.input_tokens`,
+//! `gen_ai.usage.output_tokens`. No phone number, transcript, tool argument or secret is
+//! put in a span by default; `PATTER_CALLER_HASH_KEY` adds `call.caller_hash` (a keyed
+//! hash of the caller's number), and `PATTER_TRACE_TRANSCRIPTS=1` adds each turn's words
+//! as events. The `otel` feature exports them ([`otel`]).
+//!
 //! Measurements go through the [`metrics`](https://docs.rs/metrics) facade, so they cost an
 //! atomic load when no recorder is installed, and reach whatever recorder the application
 //! installs. With the `prometheus` feature, the server installs a Prometheus recorder and
@@ -26,5 +36,30 @@
 //! | `patter_calls_busy_total` | counter | |
 
 pub(crate) mod meters;
+#[cfg(feature = "otel")]
+pub mod otel;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+
+/// The `<Parameter>` that carries the voice webhook's trace context to the stream.
+pub(crate) const TRACEPARENT: &str = "traceparent";
+
+/// The current span's W3C `traceparent`, when traces are exported (feature `otel`).
+pub(crate) fn current_traceparent() -> Option<String> {
+    #[cfg(feature = "otel")]
+    {
+        otel::traceparent(&tracing::Span::current())
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        None
+    }
+}
+
+/// Makes `span` continue the trace `traceparent` names (feature `otel`; otherwise nothing).
+pub(crate) fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    #[cfg(feature = "otel")]
+    otel::continue_trace(span, traceparent);
+    #[cfg(not(feature = "otel"))]
+    let _ = (span, traceparent);
+}

@@ -215,7 +215,14 @@ impl ToolSet {
             failed.output = cap(name, failed.output, self.max_result_bytes);
             return failed;
         };
-        let span = tracing::info_span!("tool", tool = name, invocation = id);
+        let span = tracing::info_span!(
+            "tool",
+            tool.name = name,
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = name,
+            gen_ai.tool.call.id = id,
+            tool.outcome = tracing::field::Empty,
+        );
         let timeout = tool.timeout();
         let started = Instant::now();
         let invocation = Invocation {
@@ -239,6 +246,7 @@ impl ToolSet {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(output) => {
+                span.record("tool.outcome", "ok");
                 span.in_scope(|| tracing::info!(elapsed_ms, "tool finished"));
                 let (output, actions) = output.into_parts();
                 DispatchOutcome {
@@ -248,7 +256,12 @@ impl ToolSet {
                 }
             }
             Err(error) => {
-                span.in_scope(|| tracing::warn!(elapsed_ms, error = %error, "tool failed"));
+                span.record("tool.outcome", error.kind());
+                // The kind only: an error's message may quote the model's arguments back.
+                span.in_scope(|| {
+                    tracing::warn!(elapsed_ms, error_type = error.kind(), "tool failed")
+                });
+                span.in_scope(|| tracing::debug!(error = %error, "tool failure in full"));
                 let mut failed = DispatchOutcome::failed(error);
                 // An error's text (a tool's own message, arguments quoted back) is bounded too.
                 failed.output = span.in_scope(|| cap(name, failed.output, self.max_result_bytes));

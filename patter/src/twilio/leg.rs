@@ -117,7 +117,12 @@ pub fn context(start: &Start) -> CallContext {
             params
                 .iter()
                 .filter(|(k, _)| {
-                    k.as_str() != TOKEN_PARAMETER && k.as_str() != crate::outbound::state::PARAMETER
+                    ![
+                        TOKEN_PARAMETER,
+                        crate::outbound::state::PARAMETER,
+                        crate::telemetry::TRACEPARENT,
+                    ]
+                    .contains(&k.as_str())
                 })
                 .map(|(k, v)| (k.clone(), v.clone())),
         )

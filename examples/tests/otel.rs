@@ -1,0 +1,227 @@
+//! A call served with the `otel` feature, exported over OTLP/HTTP to a local receiver
+//! (configured by `OTEL_EXPORTER_OTLP_ENDPOINT`, as users do) and decoded with the
+//! OpenTelemetry proto types: the span tree, its attributes, and no phone number anywhere.
+#![cfg(feature = "otel")]
+#![allow(clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use common::{WAIT, place_call, product_specialist, wait_until_serving};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use patter_tests::fake_openai::FakeRealtime;
+use patter_tests::fake_twilio::FakeTwilioRest;
+use patter_tests::twilio_sid;
+use prost::Message as _;
+use tokio::process::Command;
+
+type Bodies = Arc<Mutex<Vec<Bytes>>>;
+
+async fn receive(State(bodies): State<Bodies>, body: Bytes) -> &'static str {
+    bodies.lock().expect("lock").push(body);
+    ""
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+        .map(|v| match v {
+            Value::StringValue(s) => s.clone(),
+            Value::IntValue(i) => i.to_string(),
+            Value::BoolValue(b) => b.to_string(),
+            Value::DoubleValue(d) => d.to_string(),
+            other => format!("{other:?}"),
+        })
+}
+
+#[tokio::test]
+async fn a_call_is_one_trace_from_the_voice_webhook_down_to_its_tools() {
+    let bodies: Bodies = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let receiver = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route("/v1/traces", post(receive))
+        .with_state(Arc::clone(&bodies));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let engine = FakeRealtime::start().await;
+    let rest = FakeTwilioRest::start().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = product_specialist()
+        .env("PORT", port.to_string())
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .env("OPENAI_REALTIME_URL", engine.url())
+        .env("TWILIO_API_URL", rest.base_url())
+        .env("RUST_LOG", "info")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver)
+        .env("OTEL_SERVICE_NAME", "patter-example")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let drain = wait_until_serving(&mut child).await;
+
+    let stream = place_call(port, 5).await;
+    let conn = engine.wait_for_conn(0, WAIT).await.expect("engine");
+    conn.wait_for_event("session.update", WAIT)
+        .await
+        .expect("configured");
+    conn.send(serde_json::json!({
+        "type": "input_audio_buffer.speech_stopped", "event_id": "e1",
+        "audio_end_ms": 900, "item_id": "item_in"
+    }));
+    conn.send_function_call_response(
+        "resp_1",
+        &[("call_1", "check_inventory", r#"{"product_id":"SKU-1234"}"#)],
+    );
+    conn.wait_for_count("response.create", 2, WAIT)
+        .await
+        .expect("the answer after the tool");
+    stream.send_stop().await.expect("stop");
+    conn.wait_closed(WAIT).await.expect("engine closed");
+    // SIGTERM: the server drains and exits; the exporter flushes on the way out.
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    let _ = drain.await;
+
+    let bodies = bodies.lock().expect("lock").clone();
+    assert!(!bodies.is_empty(), "nothing exported");
+    for body in &bodies {
+        let raw = String::from_utf8_lossy(body);
+        for number in ["+15550111", "+15550100", "15550111"] {
+            assert!(!raw.contains(number), "a phone number was exported: {raw}");
+        }
+    }
+    let mut spans: Vec<Span> = Vec::new();
+    let mut services = Vec::new();
+    for body in &bodies {
+        let request = ExportTraceServiceRequest::decode(body.as_ref()).expect("OTLP protobuf");
+        for resource in request.resource_spans {
+            if let Some(r) = &resource.resource {
+                for kv in &r.attributes {
+                    if kv.key == "service.name" {
+                        services.push(format!("{:?}", kv.value));
+                    }
+                }
+            }
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+    }
+    assert!(
+        services.iter().all(|s| s.contains("patter-example")),
+        "{services:?}"
+    );
+    let by_id: HashMap<Vec<u8>, &Span> = spans.iter().map(|s| (s.span_id.clone(), s)).collect();
+    let named = |name: &str| -> Vec<&Span> { spans.iter().filter(|s| s.name == name).collect() };
+    let parent = |span: &Span| by_id.get(&span.parent_span_id).copied();
+
+    let call_sid = twilio_sid("CA", 5);
+    let calls = named("call");
+    assert_eq!(
+        calls.len(),
+        1,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let call = calls[0];
+    assert_eq!(
+        attribute(call, "call.id").as_deref(),
+        Some(call_sid.as_str())
+    );
+    assert_eq!(
+        attribute(call, "call.direction").as_deref(),
+        Some("inbound")
+    );
+    assert_eq!(
+        attribute(call, "call.end_reason").as_deref(),
+        Some("stream_stopped")
+    );
+    assert!(attribute(call, "gen_ai.request.model").is_some());
+    assert!(
+        attribute(call, "call.caller_hash").is_none(),
+        "off by default"
+    );
+
+    // The call continues the voice webhook's trace, under the carrier's stream span.
+    let carrier = parent(call).expect("the call has a parent");
+    assert_eq!(carrier.name, "carrier.stream");
+    let webhook = parent(carrier).expect("the stream continues the webhook's trace");
+    assert_eq!(webhook.name, "http.request");
+    assert_eq!(attribute(webhook, "http.route").as_deref(), Some("voice"));
+    assert_eq!(
+        attribute(webhook, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert!(webhook.start_time_unix_nano <= call.start_time_unix_nano);
+    assert_eq!(webhook.trace_id, call.trace_id);
+
+    let engine_span = named("engine.session");
+    assert_eq!(engine_span.len(), 1);
+    assert_eq!(
+        parent(engine_span[0]).map(|p| p.span_id.clone()),
+        Some(call.span_id.clone())
+    );
+    assert_eq!(
+        attribute(engine_span[0], "gen_ai.system").as_deref(),
+        Some("openai")
+    );
+
+    let tools = named("tool");
+    assert_eq!(tools.len(), 1);
+    let tool = tools[0];
+    assert_eq!(
+        attribute(tool, "tool.name").as_deref(),
+        Some("check_inventory")
+    );
+    assert_eq!(
+        attribute(tool, "gen_ai.tool.name").as_deref(),
+        Some("check_inventory")
+    );
+    assert_eq!(attribute(tool, "tool.outcome").as_deref(), Some("ok"));
+    assert!(attribute(tool, "gen_ai.tool.call.id").is_some());
+    let turn = parent(tool).expect("the tool runs in a turn");
+    assert_eq!(turn.name, "turn");
+    assert_eq!(attribute(turn, "turn.by_caller").as_deref(), Some("true"));
+    assert!(attribute(turn, "turn.index").is_some());
+    assert_eq!(
+        parent(turn).map(|p| p.span_id.clone()),
+        Some(call.span_id.clone())
+    );
+    // Nothing the model sent as arguments is in the trace.
+    for span in &spans {
+        for kv in &span.attributes {
+            assert!(!format!("{:?}", kv.value).contains("SKU-1234"), "{span:?}");
+        }
+    }
+}
