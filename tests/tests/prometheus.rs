@@ -18,6 +18,7 @@ async fn lookup(_call: &CallContext) -> String {
 
 fn agent() -> AgentSpec {
     AgentSpec::new("You help {caller}.")
+        .model("gpt-realtime")
         .first_message("Hi!")
         .tools(
             ToolSet::builder()
@@ -54,7 +55,7 @@ fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test]
 async fn metrics_follow_calls_and_carry_no_phone_numbers() {
-    let mut h = Harness::start(agent()).await;
+    let mut h = Harness::with_limits(agent(), |l| l.max_concurrent_calls = 1).await;
     let url = format!("{}/metrics", h.base);
     let (status, text) = scrape_at(&url, &[]).await;
     assert_eq!(status, 200, "{text}");
@@ -101,13 +102,28 @@ async fn metrics_follow_calls_and_carry_no_phone_numbers() {
         ) - rejections_before,
         1.0
     );
+    // A second caller while the one slot is taken hears the busy message.
+    let (status, _, busy) = h.voice_webhook(&patter_tests::twilio_sid("CA", 2)).await;
+    assert_eq!(status, 200);
+    assert!(busy.contains("busy"), "{busy}");
+    // A benign engine error (counted, the call goes on).
+    conn.send(serde_json::json!({
+        "type": "error", "event_id": "e0",
+        "error": {"type": "invalid_request_error", "code": "conversation_already_has_active_response",
+                  "message": "Conversation already has an active response"}
+    }));
+    // The model calls a tool that does not exist: an error the model is told of.
+    conn.send_function_call_response("resp_0", &[("call_0", "no_such_tool", "{}")]);
+    conn.wait_for_event("conversation.item.create", WAIT)
+        .await
+        .expect("the error answered");
     // The caller speaks; the agent calls a tool, then answers with audio.
     conn.send(serde_json::json!({
         "type": "input_audio_buffer.speech_stopped", "event_id": "e1",
         "audio_end_ms": 1000, "item_id": "item_in"
     }));
     conn.send_function_call_response("resp_1", &[("call_1", "lookup", "{}")]);
-    conn.wait_for_event("conversation.item.create", WAIT)
+    conn.wait_for_count("conversation.item.create", 2, WAIT)
         .await
         .expect("tool answered");
     conn.send_audio_response(
@@ -170,6 +186,55 @@ async fn metrics_follow_calls_and_carry_no_phone_numbers() {
             &[("kind", "audio_out")]
         ) >= 5.0
     );
+    assert!(value(&after, "patter_calls_busy_total", &[]) >= 1.0);
+    assert!(value(&after, "patter_engine_errors_total", &[("fatal", "false")]) >= 1.0);
+    assert!(
+        value(
+            &after,
+            "patter_tool_errors_total",
+            &[("tool", "no_such_tool"), ("type", "unknown_tool")]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &after,
+            "patter_cost_microdollars_total",
+            &[("part", "engine")]
+        ) > 0.0
+    );
+
+    // Every metric the Grafana dashboard queries is one the server exports.
+    let names: std::collections::BTreeSet<String> = after
+        .samples
+        .iter()
+        .map(|s| {
+            let m = s.metric.as_str();
+            m.strip_suffix("_bucket")
+                .or_else(|| m.strip_suffix("_count"))
+                .or_else(|| m.strip_suffix("_sum"))
+                .unwrap_or(m)
+                .to_owned()
+        })
+        .collect();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/grafana/patter.json")).expect("JSON");
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("patter_") {
+                    let base = word.strip_suffix("_bucket").unwrap_or(word);
+                    assert!(
+                        names.contains(base),
+                        "the dashboard queries {word}, not exported: {names:?}"
+                    );
+                    queried += 1;
+                }
+            }
+        }
+    }
+    assert!(queried >= 12, "{queried}");
 }
 
 #[tokio::test]

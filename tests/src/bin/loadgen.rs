@@ -530,6 +530,42 @@ fn agent(audio: Mode) -> Result<AgentSpec, String> {
     )
 }
 
+/// The child's subscriber: warnings to stderr; with the `otel` feature, spans exported.
+fn telemetry() -> Option<Box<dyn std::any::Any>> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+    let registry = tracing_subscriber::registry().with(fmt);
+    #[cfg(feature = "otel")]
+    if let Ok((otel, guard)) = patter::telemetry::otel::Otel::from_env().install() {
+        registry
+            .with(otel.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
+            .init();
+        return Some(Box::new(guard));
+    }
+    registry.init();
+    None
+}
+
+/// Accepts OTLP/HTTP exports and drops them: where a server built with `otel` sends its
+/// spans during a benchmark. Returns the endpoint.
+#[cfg(feature = "otel")]
+async fn otlp_sink() -> Result<String, String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("bind the OTLP sink: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { "" }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{addr}"))
+}
+
 /// The child: a patter server on 127.0.0.1:0 that prints its port and serves until killed
 /// or until its stdin closes (loadgen holds the other end, so the server cannot outlive it).
 fn serve_main(args: impl Iterator<Item = String>) -> ExitCode {
@@ -541,11 +577,9 @@ fn serve_main(args: impl Iterator<Item = String>) -> ExitCode {
         }
     };
     // Warnings only: logging every call would cost the server CPU the figures would count.
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    // Built with `otel`, spans at INFO are exported too (to the sink loadgen names in
+    // OTEL_EXPORTER_OTLP_ENDPOINT), so their cost is in the figures.
+    let _otel = telemetry();
     std::thread::spawn(exit_on_stdin_eof);
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
@@ -622,9 +656,13 @@ impl ServerChild {
         engine_url: &str,
         rest_url: &str,
         max_calls: usize,
+        #[cfg(feature = "otel")] otlp_endpoint: &str,
     ) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        #[cfg(feature = "otel")]
+        command.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint);
+        let mut child = command
             .args([SERVE, "--audio", mode.name(), "--engine-url", engine_url])
             .args(["--engine", engine_name(engine)])
             .args([
@@ -1686,12 +1724,16 @@ async fn run_level(
         engine_listener,
         Arc::clone(&level),
     )));
+    #[cfg(feature = "otel")]
+    let sink = otlp_sink().await?;
     let mut server = ServerChild::spawn(
         mode,
         engine_kind,
         &engine_url,
         &rest.base_url(),
         calls * 2 + 10,
+        #[cfg(feature = "otel")]
+        &sink,
     )?;
     let port = server.port().await?;
     let pid = server.pid();
@@ -1910,12 +1952,24 @@ async fn run(opts: Opts) -> bool {
         "release"
     };
     eprintln!(
-        "loadgen: levels {:?}, modes {:?}, {} s measured after {} s of warm-up, a tool call every {} s per call; {nproc} cores, {profile} build",
+        "loadgen: levels {:?}, modes {:?}, {} s measured after {} s of warm-up, a tool call every {} s per call; {nproc} cores, {profile} build, features: {}",
         opts.levels,
         opts.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
         opts.secs,
         opts.warmup_secs,
-        opts.tool_every_secs
+        opts.tool_every_secs,
+        [
+            (cfg!(feature = "prometheus"), "prometheus"),
+            (
+                cfg!(feature = "otel"),
+                "otel (spans exported to a local sink)"
+            ),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
     );
     if opts.modes.contains(&Mode::Pcm24k) {
         if let Err(e) = check_tag_code() {
