@@ -457,6 +457,17 @@ impl ConfigBuilder {
         self.set(WEBHOOK_URL, url)
     }
 
+    /// Adds `call.caller_hash` to each call's span: the caller's number, HMAC-SHA256 keyed
+    /// with `key` (`PATTER_CALLER_HASH_KEY`).
+    pub fn caller_hash_key(self, key: impl Into<String>) -> Self {
+        self.set(CALLER_HASH_KEY, key)
+    }
+
+    /// Puts each turn's words in the trace (`PATTER_TRACE_TRANSCRIPTS`; off by default).
+    pub fn trace_transcripts(self, on: bool) -> Self {
+        self.set(TRACE_TRANSCRIPTS, if on { "1" } else { "0" })
+    }
+
     /// Serves `/metrics` (feature `prometheus`) on this port instead of the main one.
     pub fn metrics_port(self, port: u16) -> Self {
         self.set(METRICS_PORT, port.to_string())
