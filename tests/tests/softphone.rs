@@ -3,13 +3,15 @@
 //! goes both ways through the real worklet, and the server side is the real session over the
 //! Twilio leg. `.ci/run` installs Chromium and ChromeDriver; without them these tests fail.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use fantoccini::{Client, ClientBuilder, Locator};
+use common::browser::Driver;
+use fantoccini::{Client, Locator};
 use patter::audio::codec::{mulaw_decode, mulaw_encode};
 use patter::softphone::Softphone;
 use patter::{ConfigBuilder, EndReason, Hooks, LocalConfig};
@@ -19,8 +21,6 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// A 16-bit mono WAV of a `freq` Hz tone.
 fn tone_wav(freq: f64, rate: u32, secs: u32) -> Vec<u8> {
@@ -73,74 +73,6 @@ fn agent_tone(freq: f64, ms: usize) -> Vec<String> {
         .chunks(800)
         .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
         .collect()
-}
-
-/// ChromeDriver on a free loopback port, killed when dropped.
-struct Driver {
-    child: tokio::process::Child,
-    port: u16,
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        assert!(
-            std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
-            "Chromium and ChromeDriver are needed: apt-get install chromium chromium-driver (.ci/run does)"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = tokio::process::Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        // ChromeDriver says nothing when it is ready; its port accepting is the sign.
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chromedriver did not listen"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Driver { child, port }
-    }
-
-    /// A headless Chromium whose microphone plays `wav`.
-    async fn browser(&self, wav: &std::path::Path) -> Client {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".to_owned(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1280,800",
-                    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                    format!("--use-file-for-fake-audio-capture={}", wav.display()),
-                    "--autoplay-policy=no-user-gesture-required",
-                ]
-            }),
-        );
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a Chromium session")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
 }
 
 /// The page's own record (`window.patterSoftphone`).
