@@ -17,13 +17,19 @@ use common::{WAIT, place_call, product_specialist, wait_until_serving};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use patter_tests::fake_openai::FakeRealtime;
+use patter_tests::fake_openai::{FakeRealtime, audio_response_events};
 use patter_tests::fake_twilio::FakeTwilioRest;
 use patter_tests::twilio_sid;
 use prost::Message as _;
 use tokio::process::Command;
 
 type Bodies = Arc<Mutex<Vec<Bytes>>>;
+
+/// `n` bytes of μ-law silence, base64.
+fn audio_b64(n: usize) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(vec![0xff_u8; n])
+}
 
 async fn receive(State(bodies): State<Bodies>, body: Bytes) -> &'static str {
     bodies.lock().expect("lock").push(body);
@@ -96,8 +102,30 @@ async fn a_call_is_one_trace_from_the_voice_webhook_down_to_its_tools() {
     conn.wait_for_count("response.create", 2, WAIT)
         .await
         .expect("the answer after the tool");
+    // The answer, spoken: its first audio is what the caller waited for.
+    conn.send_all(audio_response_events(
+        "resp_2",
+        "item_2",
+        &[&audio_b64(800)],
+        "Yes, 12 in stock.",
+    ));
+    stream.wait_for_media(1, WAIT).await.expect("agent audio");
+    stream.echo_pending_marks().await.expect("marks played");
     stream.send_stop().await.expect("stop");
     conn.wait_closed(WAIT).await.expect("engine closed");
+    // The same call's caller-heard latency on /metrics (the example has both features).
+    let (status, _, metrics) = patter_tests::fake_twilio::http_request(
+        "GET",
+        &format!("http://127.0.0.1:{port}/metrics"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains("patter_turn_response_seconds_count 1"),
+        "{metrics}"
+    );
     // SIGTERM: the server drains and exits; the exporter flushes on the way out.
     let pid = child.id().expect("pid").to_string();
     let killed = Command::new("kill")
@@ -213,6 +241,12 @@ async fn a_call_is_one_trace_from_the_voice_webhook_down_to_its_tools() {
     let turn = parent(tool).expect("the tool runs in a turn");
     assert_eq!(turn.name, "turn");
     assert_eq!(attribute(turn, "turn.by_caller").as_deref(), Some("true"));
+    let waited: u64 = attribute(turn, "turn.response_time_ms")
+        .expect("the caller-heard latency on the turn's span")
+        .parse()
+        .expect("ms");
+    assert!(waited < 10_000, "{waited}");
+    assert!(attribute(turn, "turn.played_after_ms").is_some());
     assert!(attribute(turn, "turn.index").is_some());
     assert_eq!(
         parent(turn).map(|p| p.span_id.clone()),
