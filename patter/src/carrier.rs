@@ -121,6 +121,71 @@ pub trait CallControl: Send + Sync + 'static {
         let _ = call_id;
         Box::pin(async { Err(ControlError::new("this call cannot be recorded")) })
     }
+
+    /// The agent cannot go on (its engine is unreachable or failed): the carrier itself
+    /// tells the caller `outage`'s message, then hangs up or transfers to its fallback, so
+    /// the caller is never left in silence. Carriers that cannot speak just hang up.
+    fn apologise<'a>(
+        &'a self,
+        call_id: &'a str,
+        outage: &'a Outage,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        let _ = outage;
+        self.hang_up(call_id)
+    }
+}
+
+/// What a caller hears when the agent cannot take or go on with their call: said by the
+/// carrier itself (Twilio: `<Say>`), then a hang-up, or a transfer to `fallback`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outage {
+    /// The words.
+    pub message: String,
+    /// The carrier's voice for them (Twilio: `alice`, `Polly.Joanna`, …); its default if
+    /// `None`.
+    pub voice: Option<String>,
+    /// Where to send the caller after the message (E.164), instead of hanging up.
+    pub fallback: Option<String>,
+}
+
+/// What callers hear by default when the agent is unavailable.
+pub const DEFAULT_OUTAGE_MESSAGE: &str =
+    "Sorry, we can't take your call right now. Please try again in a few minutes. Goodbye.";
+
+impl Default for Outage {
+    fn default() -> Self {
+        Outage {
+            message: DEFAULT_OUTAGE_MESSAGE.to_owned(),
+            voice: None,
+            fallback: None,
+        }
+    }
+}
+
+impl Outage {
+    /// The default message, hang-up after it.
+    pub fn new() -> Self {
+        Outage::default()
+    }
+
+    /// Says `message` instead.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// In this voice of the carrier's.
+    pub fn voice(mut self, voice: impl Into<String>) -> Self {
+        self.voice = Some(voice.into());
+        self
+    }
+
+    /// Then transfers the caller to `number` instead of hanging up.
+    pub fn fallback(mut self, number: impl Into<String>) -> Self {
+        self.fallback = Some(number.into());
+        self
+    }
 }
 
 /// Why a call-control request failed; the model is told the message.

@@ -177,6 +177,9 @@ pub struct LocalConfig {
     /// What traces may say about a call (`PATTER_CALLER_HASH_KEY`,
     /// `PATTER_TRACE_TRANSCRIPTS`).
     pub(crate) trace: crate::call::TraceSettings,
+    /// What callers hear when the engine cannot take their call (`PATTER_OUTAGE_MESSAGE`,
+    /// `PATTER_OUTAGE_VOICE`, `PATTER_OUTAGE_TRANSFER`).
+    pub(crate) outage: crate::carrier::Outage,
 }
 
 impl LocalConfig {
@@ -240,6 +243,7 @@ impl fmt::Debug for LocalConfig {
             .field("engine", &self.engine)
             .field("delegation_model", &self.delegation_model)
             .field("trace", &self.trace)
+            .field("outage", &self.outage)
             .finish()
     }
 }
@@ -374,6 +378,9 @@ pub(crate) const VOICE: &str = "PATTER_VOICE";
 pub(crate) const ENGINE: &str = "PATTER_ENGINE";
 pub(crate) const DELEGATION_MODEL: &str = "PATTER_DELEGATION_MODEL";
 pub(crate) const CALLER_HASH_KEY: &str = "PATTER_CALLER_HASH_KEY";
+pub(crate) const OUTAGE_MESSAGE: &str = "PATTER_OUTAGE_MESSAGE";
+pub(crate) const OUTAGE_VOICE: &str = "PATTER_OUTAGE_VOICE";
+pub(crate) const OUTAGE_TRANSFER: &str = "PATTER_OUTAGE_TRANSFER";
 pub(crate) const TRACE_TRANSCRIPTS: &str = "PATTER_TRACE_TRANSCRIPTS";
 pub(crate) const DEV_TOKEN: &str = "PATTER_DEV_TOKEN";
 pub(crate) const TRANSFER_DESTINATIONS: &str = "PATTER_TRANSFER_DESTINATIONS";
@@ -403,6 +410,9 @@ const ALL: &[&str] = &[
     DELEGATION_MODEL,
     CALLER_HASH_KEY,
     TRACE_TRANSCRIPTS,
+    OUTAGE_MESSAGE,
+    OUTAGE_VOICE,
+    OUTAGE_TRANSFER,
     DEV_TOKEN,
     TRANSFER_DESTINATIONS,
     TRANSFER_ALLOW,
@@ -466,6 +476,23 @@ impl ConfigBuilder {
     /// Puts each turn's words in the trace (`PATTER_TRACE_TRANSCRIPTS`; off by default).
     pub fn trace_transcripts(self, on: bool) -> Self {
         self.set(TRACE_TRANSCRIPTS, if on { "1" } else { "0" })
+    }
+
+    /// What callers hear, in the carrier's voice, when the engine cannot take or go on
+    /// with their call (`PATTER_OUTAGE_MESSAGE`).
+    pub fn outage_message(self, message: impl Into<String>) -> Self {
+        self.set(OUTAGE_MESSAGE, message)
+    }
+
+    /// The carrier's voice for it (`PATTER_OUTAGE_VOICE`, e.g. `Polly.Joanna`).
+    pub fn outage_voice(self, voice: impl Into<String>) -> Self {
+        self.set(OUTAGE_VOICE, voice)
+    }
+
+    /// Transfers the caller here after the message instead of hanging up
+    /// (`PATTER_OUTAGE_TRANSFER`, E.164).
+    pub fn outage_transfer(self, number: impl Into<String>) -> Self {
+        self.set(OUTAGE_TRANSFER, number)
     }
 
     /// Serves `/metrics` (feature `prometheus`) on this port instead of the main one.
@@ -806,6 +833,20 @@ impl ConfigBuilder {
             audio_format,
             engine,
             delegation_model: text(DELEGATION_MODEL),
+            outage: {
+                let mut outage = crate::carrier::Outage::default();
+                if let Some(message) = text(OUTAGE_MESSAGE) {
+                    outage.message = message;
+                }
+                outage.voice = text(OUTAGE_VOICE);
+                outage.fallback = text(OUTAGE_TRANSFER);
+                if let Some(number) = &outage.fallback
+                    && !is_e164(number)
+                {
+                    problems.push(OUTAGE_TRANSFER, "must be an E.164 number like +15550100");
+                }
+                outage
+            },
             trace: crate::call::TraceSettings {
                 caller_hash_key: text(CALLER_HASH_KEY).map(Secret::new),
                 transcripts: matches!(

@@ -213,6 +213,10 @@ struct Shared {
     protocol: Protocol,
     /// GPT-Live: the answer to `session.start` instead of `session.started`.
     start_error: Mutex<Option<Value>>,
+    /// HTTP statuses the next handshakes are answered with instead of the upgrade.
+    refusals: Mutex<std::collections::VecDeque<u16>>,
+    /// Handshakes answered with one of them.
+    refused: AtomicUsize,
     conns: Mutex<Vec<Arc<Conn>>>,
     tcp_accepts: AtomicUsize,
     handshake_failures: Mutex<Vec<String>>,
@@ -287,6 +291,8 @@ impl FakeRealtime {
             silent,
             protocol,
             start_error: Mutex::new(None),
+            refusals: Mutex::new(std::collections::VecDeque::new()),
+            refused: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),
             tcp_accepts: AtomicUsize::new(0),
             handshake_failures: Mutex::new(Vec::new()),
@@ -316,6 +322,23 @@ impl FakeRealtime {
     /// `session.started`, then close the connection.
     pub fn refuse_sessions(&self, error: Value) {
         *lock(&self.shared.start_error) = Some(error);
+    }
+
+    /// Answers the next handshakes, one each, with these HTTP statuses (and OpenAI's error
+    /// JSON) instead of upgrading: 401 for a bad key, 429 for a busy account, 5xx for an
+    /// outage. Later handshakes upgrade as usual.
+    pub fn refuse_handshakes(&self, statuses: &[u16]) {
+        lock(&self.shared.refusals).extend(statuses.iter().copied());
+    }
+
+    /// Every later handshake is answered with `status`.
+    pub fn refuse_all_handshakes(&self, status: u16) {
+        self.refuse_handshakes(&[status; 64]);
+    }
+
+    /// Handshakes answered with a refusal so far.
+    pub fn refused_handshakes(&self) -> usize {
+        self.shared.refused.load(Ordering::SeqCst)
     }
 
     /// The listening address.
@@ -526,6 +549,29 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
             })
             .collect();
         captured = Some((path, headers));
+        if let Some(status) = lock(&shared.refusals).pop_front() {
+            shared.refused.fetch_add(1, Ordering::SeqCst);
+            let (kind, message) = match status {
+                401 => ("invalid_request_error", "Incorrect API key provided."),
+                403 => (
+                    "invalid_request_error",
+                    "You are not allowed to use this model.",
+                ),
+                429 => ("rate_limit_exceeded", "Rate limit reached for requests."),
+                _ => (
+                    "server_error",
+                    "The server had an error while processing your request.",
+                ),
+            };
+            let body = json!({"error": {"type": kind, "code": kind, "message": message}});
+            let mut refusal =
+                tokio_tungstenite::tungstenite::http::Response::new(Some(body.to_string()));
+            *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::from_u16(
+                status,
+            )
+            .unwrap_or(tokio_tungstenite::tungstenite::http::StatusCode::INTERNAL_SERVER_ERROR);
+            return Err(refusal);
+        }
         Ok(resp)
     };
     let handshake = tokio::time::timeout(

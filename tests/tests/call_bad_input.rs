@@ -99,14 +99,14 @@ async fn hang_up(h: &mut Harness, call: &Call, conn: &ConnHandle) -> CallSummary
     end
 }
 
-/// The engine went away or failed: Twilio's socket is closed, the call is hung up over
-/// REST, and `on_call_end` fires once.
+/// The engine went away or failed: the call's TwiML is replaced over REST by an apology in
+/// Twilio's voice and a hang-up, Twilio's socket is closed, and `on_call_end` fires once.
 async fn assert_hung_up_over_rest(h: &mut Harness, call: &Call) -> CallSummary {
     call.stream
         .wait_closed(WAIT)
         .await
         .expect("Twilio socket closed");
-    let requests = h.rest.wait_for_request(1, WAIT).await.expect("hang-up");
+    let requests = h.rest.wait_for_request(1, WAIT).await.expect("apology");
     assert_eq!(requests.len(), 1, "{requests:?}");
     let hang_up = &requests[0];
     assert_eq!(hang_up.method, "POST");
@@ -118,7 +118,12 @@ async fn assert_hung_up_over_rest(h: &mut Harness, call: &Call) -> CallSummary {
             call.call_sid
         )
     );
-    assert_eq!(hang_up.param("Status"), Some("completed"));
+    let twiml = hang_up.param("Twiml").unwrap_or_default();
+    assert!(
+        twiml.contains("<Say>Sorry, we can&apos;t take your call right now.")
+            && twiml.ends_with("<Hangup/></Response>"),
+        "{twiml}"
+    );
     let end = h.next_end().await;
     assert_eq!(end.context.call_id(), call.call_sid);
     assert_no_leak(h).await;

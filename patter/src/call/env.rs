@@ -33,6 +33,8 @@ pub struct CallEnv {
     pub(crate) prices: super::Prices,
     /// What traces may say about a call.
     pub(crate) trace: TraceSettings,
+    /// What the caller hears when the engine cannot take or go on with the call.
+    pub(crate) outage: crate::carrier::Outage,
 }
 
 /// What a call's spans may carry beyond ids, timings and outcomes. By default: nothing
@@ -97,6 +99,7 @@ impl CallEnv {
             preset: super::CallSetup::default(),
             prices: super::Prices::defaults(),
             trace: TraceSettings::default(),
+            outage: crate::carrier::Outage::default(),
         }
     }
 
@@ -148,6 +151,15 @@ impl CallEnv {
     /// What the call's spans may carry about the caller (default: nothing).
     pub fn trace_settings(mut self, settings: TraceSettings) -> Self {
         self.trace = settings;
+        self
+    }
+
+    /// What the caller hears (from the carrier itself) when the engine cannot be reached
+    /// or fails: an apology, then a hang-up or a transfer (default: [`Outage::default`]).
+    ///
+    /// [`Outage::default`]: crate::carrier::Outage
+    pub fn outage(mut self, outage: crate::carrier::Outage) -> Self {
+        self.outage = outage;
         self
     }
 

@@ -108,6 +108,14 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Whether the engine failed (lost, unreachable, or an error it cannot recover from).
+    pub fn is_engine_failure(&self) -> bool {
+        matches!(
+            self,
+            EndReason::EngineLost { .. } | EndReason::EngineError { .. }
+        )
+    }
+
     /// A short, stable name for metrics and traces: `stream_stopped`, `agent_hung_up`,
     /// `transferred`, `engine_lost`, `engine_error`, `max_duration`, `shutdown`,
     /// `stream_closed`.

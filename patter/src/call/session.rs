@@ -72,11 +72,21 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
         let session = match opened {
             Ok(session) => session,
             Err(e) => {
-                error!(error = %e, "engine unavailable; ending the call");
-                close_within(leg.close()).await;
-                let ending = Ending::hanging_up(EndReason::EngineLost {
+                if e.is_configuration() {
+                    error!(error = %e, "the engine refused patter's credentials: check OPENAI_API_KEY; no call can be answered until it is fixed");
+                } else {
+                    error!(error = %e, "engine unavailable; apologising and ending the call");
+                }
+                let reason = EndReason::EngineLost {
                     detail: e.to_string(),
-                });
+                };
+                // The carrier speaks first: closing the leg first would end the call.
+                let ending = if apologise(env, &ctx).await {
+                    Ending::new(reason)
+                } else {
+                    Ending::hanging_up(reason)
+                };
+                close_within(leg.close()).await;
                 let record = Record::for_model(&plan.setup.model);
                 return finish(env, &ctx, ending, started, record).await;
             }
@@ -341,6 +351,16 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             self.record.turn(self.env, &self.ctx, turn);
         }
         close_within(self.engine.close()).await;
+        // A failed engine: the carrier tells the caller, before the leg closes (closing it
+        // first would end the call in silence).
+        let ending = if ending.hang_up
+            && ending.reason.is_engine_failure()
+            && apologise(self.env, &self.ctx).await
+        {
+            Ending::new(ending.reason)
+        } else {
+            ending
+        };
         close_within(self.carrier.close()).await;
         if self.record.malformed_frames > 0 {
             warn!(
@@ -821,6 +841,21 @@ async fn shutdown_signal(signal: Option<watch::Receiver<bool>>) {
         return;
     }
     std::future::pending::<()>().await;
+}
+
+/// The carrier tells the caller the agent is unavailable (then hangs up or transfers);
+/// `false` if it could not, and the call must still be hung up.
+async fn apologise(env: &CallEnv, ctx: &CallContext) -> bool {
+    match env.control.apologise(ctx.call_id(), &env.outage).await {
+        Ok(()) => {
+            info!("the caller was told the agent is unavailable");
+            true
+        }
+        Err(e) => {
+            warn!(error = %e, "could not apologise to the caller; hanging up");
+            false
+        }
+    }
 }
 
 pub(super) async fn close_within(closing: impl Future<Output = ()>) {

@@ -367,6 +367,14 @@ pub enum EngineError {
     /// The engine could not be reached or refused the session.
     #[error("the engine could not be reached: {0}")]
     Connect(String),
+    /// The engine answered the connection with an HTTP error.
+    #[error("the engine refused the connection: HTTP {status}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Refused {
+        /// The HTTP status (401, 429, 503, …).
+        status: u16,
+        /// The engine's message, shortened.
+        message: String,
+    },
     /// The engine did not accept the session in time.
     #[error("the engine did not accept the connection within {0} ms")]
     Timeout(u128),
@@ -382,4 +390,27 @@ pub enum EngineError {
     /// A frame that could not be read; the call goes on.
     #[error("malformed engine event: {0}")]
     Malformed(String),
+}
+
+impl EngineError {
+    /// Refused for patter's credentials or rights (HTTP 401, 403): retrying cannot help.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Refused {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+
+    /// Worth another try at connect time: busy (429), a server error (5xx), or the
+    /// connection itself failing.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Refused { status, .. } => *status == 429 || *status >= 500,
+            EngineError::Connect(_) | EngineError::Io(_) => true,
+            _ => false,
+        }
+    }
 }

@@ -176,6 +176,7 @@ pub(crate) fn build_app(
             .control(rest.clone())
             .prices(prices.clone())
             .trace_settings(config.local.trace.clone())
+            .outage(config.local.outage.clone())
             .shutdown_signal(shutdown.clone())
     };
     let env = env_of(agent);

@@ -204,6 +204,23 @@ impl CallControl for TwilioRest {
                 .map_err(|e| ControlError::new(e.to_string()))
         })
     }
+
+    fn apologise<'a>(
+        &'a self,
+        call_id: &'a str,
+        outage: &'a crate::carrier::Outage,
+    ) -> BoxFuture<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let twiml = crate::twilio::twiml::apology(
+                &outage.message,
+                outage.voice.as_deref(),
+                outage.fallback.as_deref(),
+            );
+            self.redirect(call_id, &twiml)
+                .await
+                .map_err(|e| ControlError::new(e.to_string()))
+        })
+    }
 }
 
 impl crate::outbound::tracker::Cancel for TwilioRest {

@@ -75,3 +75,18 @@ pub fn voicemail(message: &str, done_url: &str) -> String {
 pub fn hang_up() -> String {
     format!("{HEADER}<Response><Hangup/></Response>")
 }
+
+/// An apology in Twilio's own voice, then a hang-up or a `<Dial>` to the fallback.
+pub fn apology(message: &str, voice: Option<&str>, fallback: Option<&str>) -> String {
+    let voice = voice
+        .map(|v| format!(" voice=\"{}\"", escape(v)))
+        .unwrap_or_default();
+    let then = match fallback {
+        Some(number) => format!("<Dial>{}</Dial>", escape(number)),
+        None => "<Hangup/>".to_owned(),
+    };
+    format!(
+        "{HEADER}<Response><Say{voice}>{}</Say>{then}</Response>",
+        escape(message)
+    )
+}

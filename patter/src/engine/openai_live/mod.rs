@@ -34,7 +34,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::Message;
 
 use self::wire::LiveEvent;
-use super::socket::{Socket, dial};
+use super::socket::{Socket, dial_within};
 use super::{
     Engine, EngineCommand, EngineError, EngineEvent, EngineSession, EngineSetup, Modality,
 };
@@ -124,7 +124,13 @@ impl OpenAiLive {
 
     /// Connects, sends `session.start` and waits for `session.started`.
     async fn start(&self, setup: &EngineSetup) -> Result<Socket, EngineError> {
-        let mut socket = dial(&self.url, &self.api_key, self.max_message_bytes).await?;
+        let mut socket = dial_within(
+            &self.url,
+            &self.api_key,
+            self.max_message_bytes,
+            self.handshake_timeout,
+        )
+        .await?;
         socket
             .send(Message::text(wire::session_start(
                 setup,

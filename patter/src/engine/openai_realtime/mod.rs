@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::socket::{Socket, dial};
+use super::socket::{Socket, dial_within};
 use super::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, EngineSetup};
 use crate::secret::Secret;
 
@@ -130,11 +130,13 @@ impl OpenAiRealtime {
         let separator = if self.url.contains('?') { '&' } else { '?' };
         let model: String = url::form_urlencoded::byte_serialize(model.as_bytes()).collect();
         let url = format!("{}{separator}model={model}", self.url);
-        let dialling = dial(&url, &self.api_key, self.max_message_bytes);
-        match tokio::time::timeout(self.handshake_timeout, dialling).await {
-            Ok(result) => result,
-            Err(_) => Err(EngineError::Timeout(self.handshake_timeout.as_millis())),
-        }
+        dial_within(
+            &url,
+            &self.api_key,
+            self.max_message_bytes,
+            self.handshake_timeout,
+        )
+        .await
     }
 }
 
