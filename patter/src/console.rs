@@ -542,6 +542,7 @@ fn reason_name(reason: &EndReason) -> &'static str {
         EndReason::MaxDuration => "max_duration",
         EndReason::Shutdown => "shutdown",
         EndReason::StreamClosed => "closed",
+        EndReason::AudioFormat { .. } => "audio_format",
     }
 }
 

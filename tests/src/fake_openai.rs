@@ -191,6 +191,9 @@ struct ConnState {
     schema_violations: Vec<String>,
     session: Value,
     end: Option<ConnEnd>,
+    /// Reported in every `session.updated` as the audio format both ways, whatever was
+    /// asked (a misbehaving engine).
+    audio_override: Option<Value>,
 }
 
 struct Conn {
@@ -217,6 +220,8 @@ struct Shared {
     refusals: Mutex<std::collections::VecDeque<u16>>,
     /// Handshakes answered with one of them.
     refused: AtomicUsize,
+    /// See [`FakeRealtime::report_audio_format`].
+    audio_override: Mutex<Option<Value>>,
     conns: Mutex<Vec<Arc<Conn>>>,
     tcp_accepts: AtomicUsize,
     handshake_failures: Mutex<Vec<String>>,
@@ -293,6 +298,7 @@ impl FakeRealtime {
             start_error: Mutex::new(None),
             refusals: Mutex::new(std::collections::VecDeque::new()),
             refused: AtomicUsize::new(0),
+            audio_override: Mutex::new(None),
             conns: Mutex::new(Vec::new()),
             tcp_accepts: AtomicUsize::new(0),
             handshake_failures: Mutex::new(Vec::new()),
@@ -329,6 +335,13 @@ impl FakeRealtime {
     /// outage. Later handshakes upgrade as usual.
     pub fn refuse_handshakes(&self, statuses: &[u16]) {
         lock(&self.shared.refusals).extend(statuses.iter().copied());
+    }
+
+    /// Later connections report `format` (e.g. `{"type":"audio/pcm","rate":24000}`) as their
+    /// audio both ways in `session.updated`, whatever the client asked: an engine that did
+    /// not take the format it was given.
+    pub fn report_audio_format(&self, format: Value) {
+        *lock(&self.shared.audio_override) = Some(format);
     }
 
     /// Every later handshake is answered with `status`.
@@ -611,6 +624,7 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
                 schema_violations: Vec::new(),
                 session: session.clone(),
                 end: None,
+                audio_override: lock(&shared.audio_override).clone(),
             }),
             cmd: tx,
         });
@@ -788,6 +802,10 @@ fn record_text(conn: &Conn, text: &str) -> Option<Value> {
             st.session.as_object_mut(),
         ) {
             obj.retain(|k, _| allowed.iter().any(|a| a == k));
+        }
+        if let Some(format) = st.audio_override.clone() {
+            st.session["audio"]["input"]["format"] = format.clone();
+            st.session["audio"]["output"]["format"] = format;
         }
     }
     Some(

@@ -105,6 +105,13 @@ pub enum EndReason {
     Shutdown,
     /// The caller's connection closed or failed without a stop.
     StreamClosed,
+    /// The engine took an audio format patter cannot carry to the caller.
+    AudioFormat {
+        /// What was asked.
+        asked: String,
+        /// What the engine reported (input, output).
+        got: String,
+    },
 }
 
 impl EndReason {
@@ -112,7 +119,9 @@ impl EndReason {
     pub fn is_engine_failure(&self) -> bool {
         matches!(
             self,
-            EndReason::EngineLost { .. } | EndReason::EngineError { .. }
+            EndReason::EngineLost { .. }
+                | EndReason::EngineError { .. }
+                | EndReason::AudioFormat { .. }
         )
     }
 
@@ -129,6 +138,7 @@ impl EndReason {
             EndReason::MaxDuration => "max_duration",
             EndReason::Shutdown => "shutdown",
             EndReason::StreamClosed => "stream_closed",
+            EndReason::AudioFormat { .. } => "audio_format",
         }
     }
 }
@@ -148,6 +158,10 @@ impl std::fmt::Display for EndReason {
             EndReason::MaxDuration => f.write_str("the call reached its time limit"),
             EndReason::Shutdown => f.write_str("the server shut down"),
             EndReason::StreamClosed => f.write_str("the caller's connection closed"),
+            EndReason::AudioFormat { asked, got } => write!(
+                f,
+                "the engine took audio patter cannot carry: asked {asked}, got {got}"
+            ),
         }
     }
 }

@@ -37,6 +37,11 @@ impl AudioRelay {
         }
     }
 
+    /// The engine's format it converts to and from.
+    pub fn format(&self) -> AudioFormat {
+        self.format
+    }
+
     /// Caller audio (base64 μ-law) as the engine's audio, or `None` if the payload is not
     /// canonical base64 (then nothing is relayed).
     pub fn caller_audio<'a>(&'a mut self, payload: &'a str) -> Option<AudioChunk<'a>> {

@@ -459,16 +459,12 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             }
         };
         match event {
-            EngineEvent::Ready => {
-                // The first message goes once, after the engine has its configuration.
-                match self.first_message.take() {
-                    Some(text) => {
-                        self.asked_for_response();
-                        self.send_engine(EngineCommand::SayVerbatim { text: &text })
-                            .await
-                    }
-                    None => None,
+            EngineEvent::Ready => self.ready().await,
+            EngineEvent::Configured { input, output } => {
+                if let Some(end) = self.check_formats(input.as_ref(), output.as_ref()) {
+                    return Some(end);
                 }
+                self.ready().await
             }
             EngineEvent::ResponseStarted { response_id } => {
                 self.response_requested = None;
@@ -562,6 +558,57 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 None
             }
             EngineEvent::Ignored => None,
+        }
+    }
+
+    /// The engine has its configuration: the first message goes, once.
+    async fn ready(&mut self) -> Option<Ending> {
+        match self.first_message.take() {
+            Some(text) => {
+                self.asked_for_response();
+                self.send_engine(EngineCommand::SayVerbatim { text: &text })
+                    .await
+            }
+            None => None,
+        }
+    }
+
+    /// Trust, but verify: the formats the engine says it took. Another format patter can
+    /// carry (μ-law instead of PCM, or the reverse) is adapted to, with one warning; one it
+    /// cannot ends the call before any of its audio reaches the caller.
+    fn check_formats(
+        &mut self,
+        input: Option<&crate::engine::ReportedFormat>,
+        output: Option<&crate::engine::ReportedFormat>,
+    ) -> Option<Ending> {
+        let (Some(input), Some(output)) = (input, output) else {
+            return None;
+        };
+        let asked = self.relay.format();
+        match (input.audio_format(), output.audio_format()) {
+            (Some(took), Some(sends)) if took == sends => {
+                if took != asked {
+                    warn!(
+                        asked = %asked,
+                        got = %took,
+                        "the engine took another audio format than asked; converting to it"
+                    );
+                    self.relay = AudioRelay::new(took);
+                }
+                None
+            }
+            _ => {
+                error!(
+                    asked = %asked,
+                    input = %input,
+                    output = %output,
+                    "the engine took audio patter cannot carry; ending the call"
+                );
+                Some(Ending::hanging_up(EndReason::AudioFormat {
+                    asked: asked.to_string(),
+                    got: format!("{input} in, {output} out"),
+                }))
+            }
         }
     }
 

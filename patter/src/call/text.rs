@@ -440,25 +440,27 @@ impl<S: EngineSession> TextSession<'_, S> {
             Err(e) => return Some(self.lost(&e)),
         };
         match event {
-            EngineEvent::Ready if self.ready => None,
-            EngineEvent::Ready => match self.first_message.take() {
-                Some(text) => {
-                    // Shown as it is, and put in the model's context as the agent's words,
-                    // so the conversation starts where a call's would.
-                    self.emit(TextEvent::Assistant {
-                        text: text.clone(),
-                        greeting: true,
-                    });
-                    self.record(Role::Agent, text.clone());
-                    self.ready = true;
-                    self.send_engine(EngineCommand::AgentSaid { text: &text })
-                        .await
+            EngineEvent::Ready | EngineEvent::Configured { .. } if self.ready => None,
+            EngineEvent::Ready | EngineEvent::Configured { .. } => {
+                match self.first_message.take() {
+                    Some(text) => {
+                        // Shown as it is, and put in the model's context as the agent's words,
+                        // so the conversation starts where a call's would.
+                        self.emit(TextEvent::Assistant {
+                            text: text.clone(),
+                            greeting: true,
+                        });
+                        self.record(Role::Agent, text.clone());
+                        self.ready = true;
+                        self.send_engine(EngineCommand::AgentSaid { text: &text })
+                            .await
+                    }
+                    None => {
+                        self.ready = true;
+                        None
+                    }
                 }
-                None => {
-                    self.ready = true;
-                    None
-                }
-            },
+            }
             EngineEvent::ResponseStarted { response_id } => {
                 self.awaiting_response = false;
                 self.refused_by = None;

@@ -235,6 +235,36 @@ impl Usage {
     }
 }
 
+/// An audio format as an engine reports it (Realtime: `{"type":"audio/pcmu"}`,
+/// `{"type":"audio/pcm","rate":24000}`), to be checked against what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedFormat {
+    /// The MIME-like type (`audio/pcmu`, `audio/pcma`, `audio/pcm`).
+    pub kind: String,
+    /// The sample rate, when given.
+    pub rate: Option<u32>,
+}
+
+impl ReportedFormat {
+    /// The patter format it is, if patter can carry it.
+    pub fn audio_format(&self) -> Option<AudioFormat> {
+        match (self.kind.as_str(), self.rate) {
+            ("audio/pcmu", None | Some(8000)) => Some(AudioFormat::Pcmu),
+            ("audio/pcm", None | Some(24000)) => Some(AudioFormat::Pcm24k),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ReportedFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rate {
+            Some(rate) => write!(f, "{} at {rate} Hz", self.kind),
+            None => f.write_str(&self.kind),
+        }
+    }
+}
+
 /// Something the engine said, in patter's terms, borrowing its strings from the frame where
 /// it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +273,14 @@ pub enum EngineEvent<'a> {
     /// The engine took its configuration: the first message may be spoken. May come more
     /// than once; only the first counts.
     Ready,
+    /// Like [`Ready`](EngineEvent::Ready), with the audio formats the engine says it took:
+    /// the call checks them against what it asked, and adapts or ends.
+    Configured {
+        /// The caller's audio, as the engine expects it.
+        input: Option<ReportedFormat>,
+        /// The agent's audio, as the engine sends it.
+        output: Option<ReportedFormat>,
+    },
     /// A response started: the agent is about to speak or call tools.
     ResponseStarted {
         /// Its id.

@@ -158,7 +158,13 @@ pub fn parse_event(raw: &str) -> Result<EngineEvent<'_>, serde_json::Error> {
     }
     let Object(v) = serde_json::from_str::<Object<RawEvent<'_>>>(raw)?;
     Ok(match v.kind.as_deref().unwrap_or_default() {
-        "session.updated" => EngineEvent::Ready,
+        "session.updated" => match &v.session {
+            Some(session) => EngineEvent::Configured {
+                input: reported(session.pointer("/audio/input/format")),
+                output: reported(session.pointer("/audio/output/format")),
+            },
+            None => EngineEvent::Ready,
+        },
         "response.created" => EngineEvent::ResponseStarted {
             response_id: text(v.response.id),
         },
@@ -227,6 +233,20 @@ struct RawEvent<'a> {
     text: Option<Cow<'a, str>>,
     response: Nested<'a>,
     error: Nested<'a>,
+    /// The session a `session.updated` reports (rare: read through a `Value`).
+    session: Option<Value>,
+}
+
+/// A reported audio format, if it is one.
+fn reported(format: Option<&Value>) -> Option<crate::engine::ReportedFormat> {
+    let format = format?;
+    Some(crate::engine::ReportedFormat {
+        kind: format.get("type")?.as_str()?.to_owned(),
+        rate: format
+            .get("rate")
+            .and_then(Value::as_u64)
+            .and_then(|r| u32::try_from(r).ok()),
+    })
 }
 
 /// The fields patter reads of the `response` and `error` objects.
@@ -285,6 +305,10 @@ impl<'de> Fields<'de> for RawEvent<'de> {
             }
             "error" => {
                 self.error = map.next_value::<Object<Nested<'de>>>()?.0;
+                return Ok(());
+            }
+            "session" => {
+                self.session = Some(map.next_value::<Value>()?);
                 return Ok(());
             }
             _ => {
