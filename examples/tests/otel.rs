@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use common::{WAIT, place_call, product_specialist, wait_until_serving};
+use common::{WAIT, place_call, product_specialist, terminate, wait_until_serving};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -21,7 +21,6 @@ use patter_tests::fake_openai::{FakeRealtime, audio_response_events};
 use patter_tests::fake_twilio::FakeTwilioRest;
 use patter_tests::twilio_sid;
 use prost::Message as _;
-use tokio::process::Command;
 
 type Bodies = Arc<Mutex<Vec<Bytes>>>;
 
@@ -127,18 +126,7 @@ async fn a_call_is_one_trace_from_the_voice_webhook_down_to_its_tools() {
         "{metrics}"
     );
     // SIGTERM: the server drains and exits; the exporter flushes on the way out.
-    let pid = child.id().expect("pid").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("exits in time")
-        .expect("status");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(terminate(&mut child).await, Some(0));
     let _ = drain.await;
 
     let bodies = bodies.lock().expect("lock").clone();

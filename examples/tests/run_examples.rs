@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{WAIT, place_call, product_specialist, wait_until_serving};
+use common::{WAIT, place_call, product_specialist, terminate, wait_until_serving};
 use patter_tests::fake_openai::FakeRealtime;
 use patter_tests::fake_twilio::FakeTwilioRest;
 use tokio::process::Command;
@@ -130,18 +130,7 @@ async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
     conn.wait_closed(WAIT).await.expect("engine closed");
 
     // SIGTERM: drains (no call left) and exits 0.
-    let pid = child.id().expect("pid").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("exits in time")
-        .expect("status");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(terminate(&mut child).await, Some(0));
     let _ = drain.await;
     engine.assert_no_schema_violations();
 }

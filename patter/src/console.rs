@@ -531,18 +531,13 @@ fn event_text(event: &TextEvent) -> Option<String> {
     })
 }
 
-/// A short, stable name of an end reason, for scripts.
+/// A short, stable name of an end reason, for scripts: the reason's own kind, but for the
+/// two names the console printed before kinds existed.
 fn reason_name(reason: &EndReason) -> &'static str {
-    match reason {
-        EndReason::StreamStopped => "caller_hung_up",
-        EndReason::AgentHungUp { .. } => "agent_hung_up",
-        EndReason::Transferred { .. } => "transferred",
-        EndReason::EngineLost { .. } => "engine_lost",
-        EndReason::EngineError { .. } => "engine_error",
-        EndReason::MaxDuration => "max_duration",
-        EndReason::Shutdown => "shutdown",
-        EndReason::StreamClosed => "closed",
-        EndReason::AudioFormat { .. } => "audio_format",
+    match reason.kind() {
+        "stream_stopped" => "caller_hung_up",
+        "stream_closed" => "closed",
+        kind => kind,
     }
 }
 

@@ -98,3 +98,19 @@ pub async fn wait_until_serving(child: &mut tokio::process::Child) -> tokio::tas
     .expect("serving in time");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} })
 }
+
+/// Sends SIGTERM to `child` and waits for it to exit; its exit code.
+pub async fn terminate(child: &mut tokio::process::Child) -> Option<i32> {
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("status")
+        .code()
+}

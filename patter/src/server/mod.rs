@@ -313,6 +313,28 @@ fn route_name(path: &str) -> &'static str {
     }
 }
 
+/// A POST Twilio signed: its form parameters. A request without a valid signature is
+/// answered 403 (an oversized body 413) before the handler runs.
+pub(crate) struct Signed(pub(crate) Vec<(String, String)>);
+
+impl axum::extract::FromRequest<Arc<App>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        app: &Arc<App>,
+    ) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let request = axum::extract::Request::from_parts(parts.clone(), body);
+        let body = Bytes::from_request(request, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        verify_post(app, &parts.uri, &parts.headers, &body)
+            .map(Signed)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
 fn xml(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
 }
@@ -324,11 +346,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> &'a str {
         .map_or("", |(_, v)| v.as_str())
 }
 
-async fn voice(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let params = match verify_post(&app, &uri, &headers, &body) {
-        Ok(params) => params,
-        Err(forbidden) => return forbidden.into_response(),
-    };
+async fn voice(State(app): State<Arc<App>>, uri: Uri, Signed(params): Signed) -> Response {
     let call_sid = param(&params, "CallSid");
     if call_sid.is_empty() {
         return (StatusCode::BAD_REQUEST, "missing CallSid").into_response();
@@ -512,16 +530,7 @@ async fn run_call(
 }
 
 /// Twilio's recording status callback: signature checked, then `on_recording`.
-async fn recording(
-    State(app): State<Arc<App>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = match verify_post(&app, &uri, &headers, &body) {
-        Ok(params) => params,
-        Err(forbidden) => return forbidden.into_response(),
-    };
+async fn recording(State(app): State<Arc<App>>, Signed(params): Signed) -> Response {
     let (call_id, recording_id) = (param(&params, "CallSid"), param(&params, "RecordingSid"));
     if call_id.is_empty() || recording_id.is_empty() {
         return (StatusCode::BAD_REQUEST, "missing CallSid or RecordingSid").into_response();

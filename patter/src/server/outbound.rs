@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, warn};
 
-use super::{App, param, verify_post, xml};
+use super::{App, Signed, param, xml};
 use crate::call::CallSetup;
 use crate::outbound::state::{self, DialState};
 use crate::outbound::tracker::{self, Signal};
@@ -303,13 +302,8 @@ fn voicemail_twiml(app: &App, dial: &DialState, message: &str) -> String {
 pub(super) async fn status(
     State(app): State<Arc<App>>,
     uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(params): Signed,
 ) -> Response {
-    let params = match verify_post(&app, &uri, &headers, &body) {
-        Ok(params) => params,
-        Err(forbidden) => return forbidden.into_response(),
-    };
     let call_sid = param(&params, "CallSid");
     let value = param(&params, "CallStatus");
     info!(call_sid, status = value, "call status");
@@ -352,16 +346,7 @@ fn failure_reason(params: &[(String, String)]) -> Option<String> {
 
 /// Async machine detection's answer for a `HumanFirst` call. On a machine or a fax the
 /// agent stops: the call's TwiML is replaced by the voicemail, or the call hangs up.
-pub(super) async fn amd(
-    State(app): State<Arc<App>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let params = match verify_post(&app, &uri, &headers, &body) {
-        Ok(params) => params,
-        Err(forbidden) => return forbidden.into_response(),
-    };
+pub(super) async fn amd(State(app): State<Arc<App>>, uri: Uri, Signed(params): Signed) -> Response {
     let Some(dial) = state_text(&uri).and_then(|text| read_state(&app, &text)) else {
         return NotDialledHere.into_response();
     };
@@ -392,13 +377,8 @@ pub(super) async fn amd(
 pub(super) async fn voicemail_done(
     State(app): State<Arc<App>>,
     uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(params): Signed,
 ) -> Response {
-    let params = match verify_post(&app, &uri, &headers, &body) {
-        Ok(params) => params,
-        Err(forbidden) => return forbidden.into_response(),
-    };
     if let Some(dial) = state_text(&uri).and_then(|text| read_state(&app, &text)) {
         info!(call_sid = param(&params, "CallSid"), "voicemail left");
         app.dials.tell(&dial.id, Signal::VoicemailLeft);
