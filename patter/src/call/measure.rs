@@ -228,6 +228,14 @@ impl TurnClock {
         }
     }
 
+    /// Whether the turn still waits for its answer's first audio, in or out: the audio
+    /// path reads the clock only then.
+    pub(crate) fn awaits_audio(&self) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|turn| turn.first_audio.is_none() || turn.first_sent.is_none())
+    }
+
     /// Engine audio arrived; `true` if it is the answer's first (for the turn being
     /// measured).
     pub(crate) fn engine_audio(&mut self, response_id: &str, now: Instant) -> bool {
@@ -243,9 +251,11 @@ impl TurnClock {
         }
     }
 
-    /// The answer's first audio went to the carrier, followed by mark `mark`.
+    /// Audio went to the carrier, followed by mark `mark`: the answer's first, once its
+    /// first audio has come (audio of an older response still flowing is not the answer).
     pub(crate) fn first_audio_sent(&mut self, mark: u64, now: Instant) {
         if let Some(turn) = &mut self.open
+            && turn.first_audio.is_some()
             && turn.first_sent.is_none()
         {
             turn.first_sent = Some(now);
@@ -396,6 +406,19 @@ mod tests {
         clock.caller_stopped(t0 + MS(100));
         assert!(!clock.engine_audio("greeting", t0 + MS(120)));
         assert!(clock.idle(t0 + MS(130)).is_none(), "no answer yet");
+    }
+
+    #[test]
+    fn audio_still_flowing_from_before_the_turn_is_not_its_answer() {
+        let t0 = Instant::now();
+        let mut clock = TurnClock::default();
+        clock.caller_stopped(t0);
+        clock.first_audio_sent(1, t0 + MS(5));
+        clock.response_started("r1");
+        clock.engine_audio("r1", t0 + MS(300));
+        clock.first_audio_sent(2, t0 + MS(301));
+        let turn = clock.close(t0 + MS(400)).expect("turn");
+        assert_eq!(turn.response_time, Some(MS(301)));
     }
 
     #[test]

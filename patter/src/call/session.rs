@@ -485,7 +485,9 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 audio,
             } => {
                 self.answered(&response_id);
-                self.clock.engine_audio(&response_id, Instant::now());
+                if self.clock.awaits_audio() {
+                    self.clock.engine_audio(&response_id, Instant::now());
+                }
                 self.forward_agent_audio(&item_id, &audio).await
             }
             EngineEvent::SpeechStarted => self.barge_in().await,
@@ -633,7 +635,9 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             })
             .await;
         self.record.metrics.frames_out += 1;
-        self.clock.first_audio_sent(mark.number(), Instant::now());
+        if self.clock.awaits_audio() {
+            self.clock.first_audio_sent(mark.number(), Instant::now());
+        }
         self.publish_speaking();
         carrier_result(sent)
     }
