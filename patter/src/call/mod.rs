@@ -3,7 +3,7 @@
 //! [`Engine`](crate::engine::Engine) and [`CarrierLeg`](crate::carrier::CarrierLeg).
 //!
 //! The session itself only routes: what it decides is in small state machines beside it
-//! ([`Playback`](playback) for what the caller heard, `Turns` for responses and their tool
+//! (`Playback` for what the caller heard, `Turns` for responses and their tool
 //! calls, `Closing` for goodbyes), each unit-tested on its own.
 
 mod actions;

@@ -76,7 +76,9 @@ impl std::fmt::Display for NumberPattern {
 #[error("{0}")]
 pub struct TransferError(String);
 
-/// Where `transfer_call` may send a caller; see the [module docs](self).
+/// Where `transfer_call` may send a caller: a name from a list (the tool's schema is their
+/// `enum`), and numbers only through explicit allow-patterns (see "Safe transfers" in the
+/// crate docs).
 ///
 /// ```
 /// use patter::Transfers;

@@ -112,7 +112,7 @@ impl Judge {
         self
     }
 
-    /// Another model (default [`DEFAULT_JUDGE_MODEL`]).
+    /// Another model (default `gpt-5-mini`).
     pub fn model(mut self, model: impl Into<String>) -> Self {
         self.model = model.into();
         self

@@ -87,7 +87,7 @@ enum EngineChoice {
     Custom(Starter),
 }
 
-/// A conversation with your agent in text; see the [module docs](self).
+/// A conversation with your agent in text; see [`patter::testing`](crate::testing).
 pub struct Conversation {
     agent: Option<MakeAgent>,
     engine: Option<EngineChoice>,
