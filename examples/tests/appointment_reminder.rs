@@ -5,18 +5,35 @@
 // Helpers state their expectations with `expect`, as the tests do.
 #![allow(clippy::expect_used)]
 
-use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
+use std::process::Stdio;
+
+use common::{TOKEN, WAIT, stream_of};
 use patter_tests::fake_openai::FakeRealtime;
-use patter_tests::fake_twilio::{self, FakeTwilioRest, MediaStream, RestRequest};
+use patter_tests::fake_twilio::{self, FakeTwilioRest, RestRequest};
 use patter_tests::{twilio_calls_spec, twilio_sid};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-const WAIT: Duration = Duration::from_secs(20);
-const TOKEN: &str = "example_auth_token";
 const PUBLIC: &str = "https://agent.example.com";
+
+/// The example as a user starts it, in a clean environment with the required settings.
+fn reminder(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_appointment_reminder"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .env("TWILIO_ACCOUNT_SID", twilio_sid("AC", 1))
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env("OPENAI_API_KEY", "sk-example")
+        .env("PHONE_NUMBER", "+15550100")
+        .env("WEBHOOK_URL", "agent.example.com")
+        .env("BIND_ADDRESS", "127.0.0.1");
+    command
+}
 
 struct Run {
     child: Child,
@@ -30,18 +47,8 @@ async fn start(engine: &FakeRealtime, rest: &FakeTwilioRest, args: &[&str]) -> R
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_appointment_reminder"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("TWILIO_ACCOUNT_SID", twilio_sid("AC", 1))
-        .env("TWILIO_AUTH_TOKEN", TOKEN)
-        .env("OPENAI_API_KEY", "sk-example")
-        .env("PHONE_NUMBER", "+15550100")
-        .env("WEBHOOK_URL", "agent.example.com")
+    let mut child = reminder(args)
         .env("PORT", port.to_string())
-        .env("BIND_ADDRESS", "127.0.0.1")
         .env("OPENAI_REALTIME_URL", engine.url())
         .env("TWILIO_API_URL", rest.base_url())
         .stdout(Stdio::piped())
@@ -110,27 +117,6 @@ impl Run {
     }
 }
 
-fn twiml_parameters(twiml: &str) -> Vec<(String, String)> {
-    let unescape = |v: &str| {
-        v.replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&")
-    };
-    twiml
-        .split("<Parameter ")
-        .skip(1)
-        .map(|tag| {
-            let attr = |name: &str| {
-                let start = tag.find(&format!("{name}=\"")).expect("attr") + name.len() + 2;
-                unescape(&tag[start..start + tag[start..].find('"').expect("quote")])
-            };
-            (attr("name"), attr("value"))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_person_answers_and_talks_to_the_agent() {
     let engine = FakeRealtime::start().await;
@@ -154,29 +140,8 @@ async fn a_person_answers_and_talks_to_the_agent() {
         .post(&run.url("Url"), &[("CallStatus", "in-progress")])
         .await;
     assert_eq!(code, 200, "{twiml}");
-    let params = twiml_parameters(&twiml);
-    let pairs: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     let port = run.base.rsplit(':').next().expect("port");
-    let stream = MediaStream::connect_signed_as(
-        &format!("ws://127.0.0.1:{port}/twilio/stream"),
-        "wss://agent.example.com/twilio/stream",
-        TOKEN,
-    )
-    .await
-    .expect("stream");
-    stream.send_connected().await.expect("connected");
-    stream
-        .send_start(
-            &twilio_sid("MZ", 1),
-            &run.create.call_sid,
-            &twilio_sid("AC", 1),
-            &pairs,
-        )
-        .await
-        .expect("start");
+    let stream = stream_of(port, &run.create.call_sid, 1, &twiml).await;
     let conn = engine.wait_for_conn(0, WAIT).await.expect("engine");
     let update = conn
         .wait_for_event("session.update", WAIT)
@@ -273,18 +238,8 @@ async fn a_machine_gets_the_voicemail() {
 #[tokio::test]
 async fn a_bad_number_is_refused_before_any_request() {
     let rest = FakeTwilioRest::start().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_appointment_reminder"))
-        .arg("5550123")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("TWILIO_ACCOUNT_SID", twilio_sid("AC", 1))
-        .env("TWILIO_AUTH_TOKEN", TOKEN)
-        .env("OPENAI_API_KEY", "sk-example")
-        .env("PHONE_NUMBER", "+15550100")
-        .env("WEBHOOK_URL", "agent.example.com")
+    let out = reminder(&["5550123"])
         .env("PORT", "0")
-        .env("BIND_ADDRESS", "127.0.0.1")
         .env("TWILIO_API_URL", rest.base_url())
         .output()
         .await

@@ -7,13 +7,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use common::{WAIT, place_call, product_specialist, terminate, wait_until_serving};
+use common::{WAIT, free_port, place_call, product_specialist_on, terminate, wait_until_serving};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -65,22 +64,12 @@ async fn a_call_is_one_trace_from_the_voice_webhook_down_to_its_tools() {
 
     let engine = FakeRealtime::start().await;
     let rest = FakeTwilioRest::start().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = product_specialist()
-        .env("PORT", port.to_string())
-        .env("BIND_ADDRESS", "127.0.0.1")
+    let port = free_port();
+    let mut child = product_specialist_on(port, &rest.base_url())
         .env("OPENAI_REALTIME_URL", engine.url())
-        .env("TWILIO_API_URL", rest.base_url())
-        .env("RUST_LOG", "info")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver)
         .env("OTEL_SERVICE_NAME", "patter-example")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .expect("starts");
     let drain = wait_until_serving(&mut child).await;

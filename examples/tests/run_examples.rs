@@ -7,9 +7,10 @@
 
 mod common;
 
-use std::process::Stdio;
-
-use common::{WAIT, place_call, product_specialist, terminate, wait_until_serving};
+use common::{
+    WAIT, free_port, place_call, product_specialist, product_specialist_on, terminate,
+    wait_until_serving,
+};
 use patter_tests::fake_openai::FakeRealtime;
 use patter_tests::fake_twilio::FakeTwilioRest;
 use tokio::process::Command;
@@ -68,24 +69,14 @@ async fn malformed_deployment_settings_are_named_and_exit_2() {
 async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
     let engine = FakeRealtime::start().await;
     let rest = FakeTwilioRest::start().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = product_specialist()
-        .env("PORT", port.to_string())
-        .env("BIND_ADDRESS", "127.0.0.1")
+    let port = free_port();
+    let mut child = product_specialist_on(port, &rest.base_url())
         .env("OPENAI_REALTIME_URL", engine.url())
-        .env("TWILIO_API_URL", rest.base_url())
         // Deployment settings, read from the environment.
         .env("PATTER_MODEL", "gpt-realtime-mini")
         .env("PATTER_VOICE", "cedar")
         .env("PATTER_AUDIO_FORMAT", "pcm24k")
         .env("PATTER_MAX_CONCURRENT_CALLS", "250")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .expect("starts");
     let drain = wait_until_serving(&mut child).await;
@@ -141,20 +132,10 @@ async fn the_product_specialist_answers_a_call_that_uses_its_tool() {
 async fn the_product_specialist_runs_on_gpt_live_with_one_setting() {
     let engine = FakeRealtime::start_live().await;
     let rest = FakeTwilioRest::start().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = product_specialist()
-        .env("PORT", port.to_string())
-        .env("BIND_ADDRESS", "127.0.0.1")
+    let port = free_port();
+    let mut child = product_specialist_on(port, &rest.base_url())
         .env("OPENAI_LIVE_URL", engine.url())
-        .env("TWILIO_API_URL", rest.base_url())
         .env("PATTER_ENGINE", "gpt-live")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .expect("starts");
     let drain = wait_until_serving(&mut child).await;

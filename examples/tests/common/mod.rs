@@ -29,6 +29,27 @@ pub fn product_specialist() -> Command {
     command
 }
 
+/// A free loopback port, for the example to serve on.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// The product specialist serving on `port` (loopback), against the fake Twilio REST API at
+/// `rest_url`, logging at `info` to its stdout.
+pub fn product_specialist_on(port: u16, rest_url: &str) -> Command {
+    let mut command = product_specialist();
+    command
+        .env("PORT", port.to_string())
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .env("TWILIO_API_URL", rest_url)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    command
+}
+
 /// Places call `n` on the example serving on `port`, as Twilio does: the signed voice
 /// webhook, then the signed stream with `connected` and `start` carrying the TwiML's token.
 pub async fn place_call(port: u16, n: u128) -> MediaStream {
@@ -46,14 +67,24 @@ pub async fn place_call(port: u16, n: u128) -> MediaStream {
     )
     .await;
     assert_eq!(status, 200, "{twiml}");
-    // Every `<Parameter>` of the TwiML goes back in `start`, as Twilio does.
+    stream_of(&port.to_string(), &call_sid, n, &twiml).await
+}
+
+/// Connects the stream a `<Connect><Stream>` answer asks for, as Twilio does: the signed
+/// upgrade, `connected`, then `start` with every `<Parameter>` of the TwiML.
+pub async fn stream_of(port: &str, call_sid: &str, n: u128, twiml: &str) -> MediaStream {
     let params: Vec<(String, String)> = twiml
         .split("<Parameter ")
         .skip(1)
         .map(|tag| {
             let attr = |name: &str| {
                 let at = tag.find(&format!("{name}=\"")).expect("attribute") + name.len() + 2;
-                tag[at..at + tag[at..].find('"').expect("end")].replace("&amp;", "&")
+                tag[at..at + tag[at..].find('"').expect("end")]
+                    .replace("&quot;", "\"")
+                    .replace("&apos;", "'")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&")
             };
             (attr("name"), attr("value"))
         })
@@ -70,7 +101,7 @@ pub async fn place_call(port: u16, n: u128) -> MediaStream {
     stream
         .send_start(
             &twilio_sid("MZ", n),
-            &call_sid,
+            call_sid,
             &twilio_sid("AC", 1),
             &params
                 .iter()
