@@ -228,23 +228,19 @@ impl TurnClock {
         }
     }
 
-    /// Whether the turn still waits for its answer's first audio, in or out: the audio
-    /// path reads the clock only then.
-    pub(crate) fn awaits_audio(&self) -> bool {
-        self.open
-            .as_ref()
-            .is_some_and(|turn| turn.first_audio.is_none() || turn.first_sent.is_none())
-    }
-
     /// Engine audio arrived; `true` if it is the answer's first (for the turn being
-    /// measured).
-    pub(crate) fn engine_audio(&mut self, response_id: &str, now: Instant) -> bool {
+    /// measured). It runs for every engine audio frame: `now` is read only when needed.
+    pub(crate) fn engine_audio(
+        &mut self,
+        response_id: &str,
+        now: impl FnOnce() -> Instant,
+    ) -> bool {
         match &mut self.open {
             Some(turn)
                 if turn.first_audio.is_none()
                     && turn.responses.iter().any(|r| r == response_id) =>
             {
-                turn.first_audio = Some(now);
+                turn.first_audio = Some(now());
                 true
             }
             _ => false,
@@ -253,12 +249,12 @@ impl TurnClock {
 
     /// Audio went to the carrier, followed by mark `mark`: the answer's first, once its
     /// first audio has come (audio of an older response still flowing is not the answer).
-    pub(crate) fn first_audio_sent(&mut self, mark: u64, now: Instant) {
+    pub(crate) fn first_audio_sent(&mut self, mark: u64, now: impl FnOnce() -> Instant) {
         if let Some(turn) = &mut self.open
             && turn.first_audio.is_some()
             && turn.first_sent.is_none()
         {
-            turn.first_sent = Some(now);
+            turn.first_sent = Some(now());
             turn.first_mark = Some(mark);
         }
     }
@@ -379,10 +375,10 @@ mod tests {
             outcome: "ok",
         });
         clock.response_started("r2");
-        assert!(clock.engine_audio("r2", t0 + MS(430)));
-        assert!(!clock.engine_audio("r2", t0 + MS(450)));
-        clock.first_audio_sent(7, t0 + MS(431));
-        clock.first_audio_sent(8, t0 + MS(451));
+        assert!(clock.engine_audio("r2", || t0 + MS(430)));
+        assert!(!clock.engine_audio("r2", || t0 + MS(450)));
+        clock.first_audio_sent(7, || t0 + MS(431));
+        clock.first_audio_sent(8, || t0 + MS(451));
         clock.mark_echoed(6, t0 + MS(440));
         clock.mark_echoed(7, t0 + MS(531));
         clock.text(t0 + MS(480));
@@ -404,7 +400,7 @@ mod tests {
         clock.response_requested(t0);
         clock.response_started("greeting");
         clock.caller_stopped(t0 + MS(100));
-        assert!(!clock.engine_audio("greeting", t0 + MS(120)));
+        assert!(!clock.engine_audio("greeting", || t0 + MS(120)));
         assert!(clock.idle(t0 + MS(130)).is_none(), "no answer yet");
     }
 
@@ -413,10 +409,10 @@ mod tests {
         let t0 = Instant::now();
         let mut clock = TurnClock::default();
         clock.caller_stopped(t0);
-        clock.first_audio_sent(1, t0 + MS(5));
+        clock.first_audio_sent(1, || t0 + MS(5));
         clock.response_started("r1");
-        clock.engine_audio("r1", t0 + MS(300));
-        clock.first_audio_sent(2, t0 + MS(301));
+        clock.engine_audio("r1", || t0 + MS(300));
+        clock.first_audio_sent(2, || t0 + MS(301));
         let turn = clock.close(t0 + MS(400)).expect("turn");
         assert_eq!(turn.response_time, Some(MS(301)));
     }
@@ -431,8 +427,8 @@ mod tests {
             "nothing played yet"
         );
         clock.response_started("r1");
-        clock.engine_audio("r1", t0 + MS(200));
-        clock.first_audio_sent(1, t0 + MS(200));
+        clock.engine_audio("r1", || t0 + MS(200));
+        clock.first_audio_sent(1, || t0 + MS(200));
         let turn = clock
             .barge_in(Some(MS(640)), t0 + MS(900))
             .expect("cut off");
@@ -448,8 +444,8 @@ mod tests {
         clock.response_requested(t0);
         clock.response_requested(t0 + MS(5));
         clock.response_started("r1");
-        clock.engine_audio("r1", t0 + MS(300));
-        clock.first_audio_sent(1, t0 + MS(300));
+        clock.engine_audio("r1", || t0 + MS(300));
+        clock.first_audio_sent(1, || t0 + MS(300));
         let turn = clock.close(t0 + MS(400)).expect("turn");
         assert!(!turn.by_caller);
         assert_eq!(turn.response_time, None);

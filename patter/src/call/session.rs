@@ -485,9 +485,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 audio,
             } => {
                 self.answered(&response_id);
-                if self.clock.awaits_audio() {
-                    self.clock.engine_audio(&response_id, Instant::now());
-                }
+                self.clock.engine_audio(&response_id, Instant::now);
                 self.forward_agent_audio(&item_id, &audio).await
             }
             EngineEvent::SpeechStarted => self.barge_in().await,
@@ -635,9 +633,7 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             })
             .await;
         self.record.metrics.frames_out += 1;
-        if self.clock.awaits_audio() {
-            self.clock.first_audio_sent(mark.number(), Instant::now());
-        }
+        self.clock.first_audio_sent(mark.number(), Instant::now);
         self.publish_speaking();
         carrier_result(sent)
     }
