@@ -42,7 +42,9 @@ pub async fn record_reply(args: Reply, call: &CallContext) -> Result<Recorded, T
                      appointment {when}. Ask whether they can make it. Record their answer with \
                      record_reply, thank them, then end the call with end_call. Be brief.",
     first_message = "Hello, this is Riverside Dental calling about your appointment.",
-    tools(record_reply)
+    tools(record_reply),
+    // Each dial sets both; these are for trying the agent out (`console`, `--softphone`).
+    variables(name = "there", when = "tomorrow at 10 a.m.")
 )]
 pub struct AppointmentReminder;
 
@@ -59,7 +61,7 @@ pub fn voicemail(name: &str, when: &str) -> String {
 /// refused the call, 2 on a bad argument or setting).
 pub async fn run(args: Vec<String>) -> ExitCode {
     let mut to = None;
-    let (mut name, mut when) = ("there".to_owned(), "tomorrow at 10 a.m.".to_owned());
+    let (mut name, mut when) = (String::from("there"), String::from("tomorrow at 10 a.m."));
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {

@@ -12,29 +12,17 @@ use patter::{Agent, AgentSpec, Patter};
 use tracing_subscriber::Layer as _;
 
 /// Loads `.env`, sets up logging, reads the configuration and serves `agent` until Ctrl-C;
-/// with the argument `console`, talks to it in text instead (see `patter::console`), and
-/// with `--softphone` (or `PATTER_SOFTPHONE=1`) serves the browser softphone
-/// (`patter::softphone`).
+/// or tries it locally instead ([`try_locally`]: `console`, `--softphone`).
 ///
 /// A missing or malformed variable is one message naming each, and exit code 2.
 pub async fn serve(agent: impl Agent) -> ExitCode {
     // A missing .env file is fine: the variables may come from the environment.
     let _ = dotenvy::dotenv();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let console = args.first().map(String::as_str) == Some("console");
-    let softphone = patter::softphone::requested(&args);
-    if console || softphone {
-        // stdout is the conversation, or the one line with the softphone's address; only
-        // warnings and errors go to stderr.
-        let _telemetry = logging(true, "warn");
-        return if console {
-            patter::console::Console::new(agent)
-                .run_from_env(args)
-                .await
-        } else {
-            patter::softphone::Softphone::run_from_env(agent).await
-        };
-    }
+    let agent = match try_locally(agent, &args).await {
+        Ok(code) => return code,
+        Err(agent) => agent,
+    };
     // Kept to the end: with traces exported, dropping it flushes them.
     let _telemetry = logging(false, "info,patter=debug");
     let (phone, agent) = match settings(agent) {
@@ -59,6 +47,27 @@ pub async fn serve(agent: impl Agent) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// With the argument `console`, talks to `agent` in text (see `patter::console`); with
+/// `--softphone` (or `PATTER_SOFTPHONE=1`), serves the browser softphone
+/// (`patter::softphone`). Either needs only `OPENAI_API_KEY`. The agent comes back when
+/// neither was asked for.
+pub async fn try_locally<A: Agent>(agent: A, args: &[String]) -> Result<ExitCode, A> {
+    let console = args.first().map(String::as_str) == Some("console");
+    if !console && !patter::softphone::requested(args) {
+        return Err(agent);
+    }
+    // stdout is the conversation, or the one line with the softphone's address; only
+    // warnings and errors go to stderr.
+    let _telemetry = logging(true, "warn");
+    Ok(if console {
+        patter::console::Console::new(agent)
+            .run_from_env(args.to_vec())
+            .await
+    } else {
+        patter::softphone::Softphone::run_from_env(agent).await
+    })
 }
 
 /// Reads the configuration from the environment and checks `agent`'s tools. A missing or

@@ -36,7 +36,12 @@ fn shop_model(input: &ModelInput) -> ModelReply {
 /// The product specialist's console, as a new user starts it: a clean environment with only
 /// `OPENAI_API_KEY` (and the engine's address).
 fn console(realtime_url: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_product_specialist"));
+    console_of(env!("CARGO_BIN_EXE_product_specialist"), realtime_url, args)
+}
+
+/// An example binary's console, started the same way.
+fn console_of(binary: &str, realtime_url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -98,6 +103,10 @@ async fn piped_input_is_answered_with_the_calls_own_prompt_and_tools_then_the_co
         "agent: Here is what I found: {\"product_id\":\"SKU-1234\"",
         "(turn 2: first text",
         "(pressed 3 keys)",
+        // The script's last keys went to the model the way a keypad's do, and were answered
+        // before the console hung up.
+        "agent: Which product would you like me to check?",
+        "(turn 3: first text",
         "call ended: the caller hung up",
     ];
     let mut rest = stdout.as_str();
@@ -141,12 +150,66 @@ async fn piped_input_is_answered_with_the_calls_own_prompt_and_tools_then_the_co
         .map(|e| e["item"].clone())
         .collect();
     assert_eq!(items[0]["role"], "assistant");
-    assert_eq!(items[0]["content"][0]["type"], "output_text");
+    assert_eq!(
+        items[0]["content"][0],
+        json!({
+            "type": "output_text",
+            "text": "Hello! I can check stock for any product. Which one are you after?"
+        })
+    );
     assert_eq!(
         items[1]["content"][0],
         json!({"type": "input_text", "text": "Hi there"})
     );
     assert_eq!(items[3]["type"], "function_call_output");
+    assert_eq!(
+        items[4]["content"][0],
+        json!({"type": "input_text", "text": "The caller pressed 1 2 #"})
+    );
+}
+
+#[tokio::test]
+async fn the_outbound_example_has_a_console_too_with_its_variables_from_params() {
+    let fake = FakeRealtime::start_with_model(|input: &ModelInput| match input.tool_output() {
+        Some(_) => ModelReply::text("Thank you, see you then."),
+        None => ModelReply::call("record_reply", json!({ "confirmed": true })),
+    })
+    .await;
+    let command = console_of(
+        env!("CARGO_BIN_EXE_appointment_reminder"),
+        &fake.url(),
+        &["--param", "name=Ada"],
+    );
+    let out = run_piped(command, "Yes, I can make it.\n").await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    for expected in [
+        "agent: Hello, this is Riverside Dental calling about your appointment.",
+        r#"← record_reply {"recorded":true}"#,
+        "agent: Thank you, see you then.",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing in:\n{stdout}"
+        );
+    }
+    let update = fake
+        .conn(0)
+        .wait_for_event("session.update", WAIT)
+        .await
+        .expect("session.update");
+    let prompt = update["session"]["instructions"].as_str().expect("prompt");
+    // --param fills {name}; {when} keeps the agent's default.
+    assert!(
+        prompt.contains("You are calling Ada on behalf of Riverside Dental")
+            && prompt.contains("appointment tomorrow at 10 a.m."),
+        "{prompt}"
+    );
 }
 
 #[tokio::test]
@@ -200,6 +263,56 @@ async fn jsonl_writes_one_object_per_event_and_an_agent_hang_up_ends_the_console
         .filter(|e| e["item"]["role"] == "user")
         .collect();
     assert_eq!(typed.len(), 2, "{typed:?}");
+}
+
+#[tokio::test]
+async fn jsonl_reports_a_fatal_engine_error_and_the_console_exits_1() {
+    let fake = FakeRealtime::start_with_model(shop_model).await;
+    let mut child = console(&fake.url(), &["--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the example starts");
+    // Input stays open: the engine's error, not the script, ends the call.
+    let stdin = child.stdin.take().expect("stdin");
+    let conn = fake
+        .wait_for_conn(0, WAIT)
+        .await
+        .expect("an engine session");
+    conn.wait_for_event("session.update", WAIT)
+        .await
+        .expect("session.update");
+    conn.send(patter_tests::fake_openai::error_event(
+        "insufficient_quota",
+        "You exceeded your current quota.",
+    ));
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("the console ends on a fatal error")
+        .expect("output");
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let events: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    let error = events
+        .iter()
+        .find(|e| e["type"] == "error")
+        .unwrap_or_else(|| panic!("no error event: {events:#?}"));
+    assert_eq!(
+        *error,
+        json!({
+            "type": "error",
+            "code": "insufficient_quota",
+            "message": "You exceeded your current quota.",
+            "fatal": true
+        })
+    );
+    let end = events.last().expect("events");
+    assert_eq!(end["type"], "end", "{events:#?}");
+    assert_eq!(end["reason"], "engine_error", "{end}");
 }
 
 #[tokio::test]

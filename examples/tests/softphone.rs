@@ -11,8 +11,14 @@ use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+const PRODUCT_SPECIALIST: &str = env!("CARGO_BIN_EXE_product_specialist");
+
 fn product_specialist(vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_product_specialist"));
+    example(PRODUCT_SPECIALIST, vars)
+}
+
+fn example(binary: &str, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -59,12 +65,15 @@ async fn get(url: &str) -> String {
 
 #[tokio::test]
 async fn one_command_prints_one_address_whose_page_is_served() {
-    for (flag, vars) in [
+    let only_the_key = vec![("OPENAI_API_KEY", "sk-try"), ("PORT", "0")];
+    for (binary, flag, vars) in [
         (
+            PRODUCT_SPECIALIST,
             Some("--softphone"),
-            vec![("OPENAI_API_KEY", "sk-try"), ("PORT", "0")],
+            only_the_key.clone(),
         ),
         (
+            PRODUCT_SPECIALIST,
             None,
             vec![
                 ("OPENAI_API_KEY", "sk-try"),
@@ -72,8 +81,14 @@ async fn one_command_prints_one_address_whose_page_is_served() {
                 ("PATTER_SOFTPHONE", "1"),
             ],
         ),
+        // The outbound example too: its agent can be tried before it dials anyone.
+        (
+            env!("CARGO_BIN_EXE_appointment_reminder"),
+            Some("--softphone"),
+            only_the_key,
+        ),
     ] {
-        let mut command = product_specialist(&vars);
+        let mut command = example(binary, &vars);
         command.args(flag);
         let (line, mut rest, mut child) = started(command).await;
         let url = line

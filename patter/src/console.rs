@@ -12,7 +12,8 @@
 //! each turn's time to first text. `/dtmf 12#` presses keys the way a phone's keypad does,
 //! `/hangup` ends the call. With `--jsonl`, each event is one JSON object per line, for
 //! scripts. Piped input is a script: each line goes once the agent has answered the one
-//! before, and when input ends the console hangs up.
+//! before, and when input ends the console hangs up, once the agent has answered what was
+//! said and pressed.
 //!
 //! An agent binary hands its arguments over:
 //!
@@ -30,6 +31,7 @@
 //! # }
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io::IsTerminal;
@@ -248,10 +250,7 @@ impl Console {
             EngineKind::GptLive => env.start_text(engines.live, context.build()),
             _ => env.start_text(engines.realtime, context.build()),
         };
-        let mut out = Output {
-            writer: output,
-            jsonl: options.jsonl,
-        };
+        let mut out = Output::new(output, options.jsonl);
         if !options.jsonl {
             out.line(&format!(
                 "console: {model} on {engine}, in text. Type as the caller; /help for commands."
@@ -283,8 +282,11 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut input_open = true;
-    // Lines said whose turn has not ended: at the end of input, the call waits for them.
+    // Lines said whose turn has not ended (a script's next line waits for them), the ones
+    // not yet sent among them, and whether the turn in progress is one of them (not keys).
     let mut unanswered = 0usize;
+    let mut unsent: VecDeque<String> = VecDeque::new();
+    let mut line_turn = false;
     let mut reason = None;
     loop {
         tokio::select! {
@@ -294,6 +296,7 @@ where
                         Command::Nothing => {}
                         Command::Say(text) => {
                             unanswered += 1;
+                            unsent.push_back(text.to_owned());
                             call.say(text);
                         }
                         Command::Press(keys) => match call.press(keys) {
@@ -312,22 +315,25 @@ where
                     }
                 }
                 Ok(None) | Err(_) => {
+                    // The end of a script: what was said and pressed is answered first.
                     input_open = false;
-                    if unanswered == 0 {
-                        call.hang_up();
-                    }
+                    call.hang_up_when_done();
                 }
             },
             event = call.next_event() => {
                 let Some(event) = event else { break };
-                if let TextEvent::TurnEnded(_) = &event {
-                    unanswered = unanswered.saturating_sub(1);
-                    if !input_open && unanswered == 0 {
-                        call.hang_up();
+                match &event {
+                    TextEvent::Caller { text } => {
+                        line_turn = unsent.front() == Some(text);
+                        if line_turn {
+                            unsent.pop_front();
+                        }
                     }
-                }
-                if let TextEvent::Ended { reason: ended } = &event {
-                    reason = Some(ended.clone());
+                    TextEvent::TurnEnded(_) if std::mem::take(&mut line_turn) => {
+                        unanswered = unanswered.saturating_sub(1);
+                    }
+                    TextEvent::Ended { reason: ended } => reason = Some(ended.clone()),
+                    _ => {}
                 }
                 if echo || !matches!(event, TextEvent::Caller { .. }) || out.jsonl {
                     out.event(&event).await?;
@@ -403,13 +409,42 @@ fn command(line: &str) -> Command<'_> {
 struct Output<W> {
     writer: W,
     jsonl: bool,
+    /// An answer is being written as its text streams in: the line is not finished yet.
+    streaming: bool,
 }
 
 impl<W: AsyncWrite + Unpin> Output<W> {
+    fn new(writer: W, jsonl: bool) -> Self {
+        Output {
+            writer,
+            jsonl,
+            streaming: false,
+        }
+    }
+
     async fn line(&mut self, text: &str) -> std::io::Result<()> {
+        self.end_stream().await?;
         self.writer.write_all(text.as_bytes()).await?;
         self.writer.write_all(b"\n").await?;
         self.writer.flush().await
+    }
+
+    /// Text of the answer as it arrives: `agent: ` then each fragment on the same line.
+    async fn stream(&mut self, fragment: &str) -> std::io::Result<()> {
+        if !self.streaming {
+            self.writer.write_all(b"agent: ").await?;
+            self.streaming = true;
+        }
+        self.writer.write_all(fragment.as_bytes()).await?;
+        self.writer.flush().await
+    }
+
+    /// Ends a streamed answer's line, if one is open.
+    async fn end_stream(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.streaming) {
+            self.writer.write_all(b"\n").await?;
+        }
+        Ok(())
     }
 
     /// A message of the console itself (not of the call).
@@ -423,6 +458,17 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     }
 
     async fn event(&mut self, event: &TextEvent) -> std::io::Result<()> {
+        if !self.jsonl {
+            match event {
+                TextEvent::AssistantDelta { text } => return self.stream(text).await,
+                // The whole answer, already shown as it streamed: its line ends.
+                TextEvent::Assistant { .. } if self.streaming => {
+                    self.end_stream().await?;
+                    return self.writer.flush().await;
+                }
+                _ => {}
+            }
+        }
         let line = if self.jsonl {
             match event_json(event) {
                 Some(value) => value.to_string(),
@@ -547,6 +593,31 @@ mod tests {
 
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[tokio::test]
+    async fn answers_stream_on_one_line_and_other_events_end_it() {
+        let mut out = Output::new(Vec::new(), false);
+        let delta = |text: &str| TextEvent::AssistantDelta { text: text.into() };
+        out.event(&delta("Let me ")).await.expect("write");
+        out.event(&delta("check.")).await.expect("write");
+        let whole = TextEvent::Assistant {
+            text: "Let me check.".into(),
+            greeting: false,
+        };
+        out.event(&whole).await.expect("write");
+        out.event(&delta("Half")).await.expect("write");
+        let call = TextEvent::ToolCall {
+            call_id: "c1".into(),
+            name: "check_inventory".into(),
+            arguments: "{}".into(),
+        };
+        out.event(&call).await.expect("write");
+        let written = String::from_utf8(out.writer).expect("utf-8");
+        assert_eq!(
+            written,
+            "agent: Let me check.\nagent: Half\n  → check_inventory {}\n"
+        );
     }
 
     #[test]

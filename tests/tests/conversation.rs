@@ -157,6 +157,22 @@ async fn keys_reach_on_dtmf_and_end_call_ends_the_conversation() {
     let _ = turn.expect().tool_called("end_call").call_ended();
     assert!(matches!(turn.ended(), Some(EndReason::AgentHungUp { .. })));
     assert_eq!(*keys.lock().expect("keys"), "12#");
+    // The keys went to the model first, in a turn of their own: not this turn's events.
+    let transcript = conv.transcript();
+    let (keys_at, bye_at) = (
+        transcript.find("caller: The caller pressed 1 2 #"),
+        transcript.find("caller: That's all, bye"),
+    );
+    assert!(keys_at.is_some() && keys_at < bye_at, "{transcript}");
+    assert_eq!(
+        turn.events()
+            .iter()
+            .filter(|e| matches!(e, patter::call::TextEvent::ToolCall { .. }))
+            .count(),
+        1,
+        "{:?}",
+        turn.events()
+    );
     let after = std::panic::AssertUnwindSafe(conv.user_says("hello?"))
         .catch_unwind()
         .await

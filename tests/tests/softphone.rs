@@ -220,13 +220,30 @@ async fn a_browser_call_carries_audio_both_ways_shows_tools_barges_in_and_hangs_
         },
     )
     .await;
-    let marks: Vec<u64> = state["marksEchoed"]
-        .as_array()
-        .expect("marks")
+    // patter names its marks p1, p2, …: they come back in the order they were sent.
+    let names = |key: &str| -> Vec<String> {
+        state[key]
+            .as_array()
+            .expect("marks")
+            .iter()
+            .map(|m| m.as_str().expect("a mark name").to_owned())
+            .collect()
+    };
+    let (received, echoed) = (names("marksReceived"), names("marksEchoed"));
+    let numbers: Vec<u64> = echoed
         .iter()
-        .filter_map(|m| m.as_str().and_then(|m| m.parse().ok()))
+        .map(|m| {
+            m.strip_prefix('p')
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("mark {m:?}"))
+        })
         .collect();
-    assert!(marks.windows(2).all(|w| w[0] < w[1]), "in order: {marks:?}");
+    assert!(numbers.len() >= chunks.len(), "{echoed:?}");
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "in order: {echoed:?}"
+    );
+    assert_eq!(echoed, received[..echoed.len()], "echoed as received");
 
     // 3. The engine calls a tool; the page shows the call and its result.
     conn.send(fake_openai::speech_stopped("item_c1", 1200));
@@ -278,6 +295,11 @@ async fn a_browser_call_carries_audio_both_ways_shows_tools_barges_in_and_hangs_
     let shot_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("softphone.png");
     std::fs::write(&shot_path, &shot).expect("screenshot saved");
     println!("screenshot of the call: {}", shot_path.display());
+    // The README's picture is this screenshot: PATTER_UPDATE_SCREENSHOTS=1 refreshes it.
+    if std::env::var_os("PATTER_UPDATE_SCREENSHOTS").is_some() {
+        let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/softphone.png");
+        std::fs::write(docs, &shot).expect("docs/softphone.png written");
+    }
 
     // 4. A barge-in: the page drops what it holds, and the truncation is no more than it
     // played of that item.
@@ -297,6 +319,10 @@ async fn a_browser_call_carries_audio_both_ways_shows_tools_barges_in_and_hangs_
         s["played"].as_f64().is_some_and(|p| p >= start + 4000.0)
     })
     .await;
+    let before = page_state(&browser).await;
+    let pending = before["marksReceived"].as_array().map_or(0, Vec::len)
+        - before["marksEchoed"].as_array().map_or(0, Vec::len);
+    assert!(pending > 0, "marks wait for their audio to play: {before}");
     conn.send(fake_openai::speech_started("item_c2", 0));
     let truncate = conn
         .wait_for_event("conversation.item.truncate", WAIT)
@@ -315,6 +341,12 @@ async fn a_browser_call_carries_audio_both_ways_shows_tools_barges_in_and_hangs_
         "{truncated_ms} > {page_heard_ms}"
     );
     assert!(page_heard_ms < 5000.0, "the rest was dropped");
+    // As Twilio does, the clear echoed every mark still pending (their audio never played).
+    // (The page had played under 5 s of it at the clear: see above.)
+    wait_page(&browser, "every pending mark echoed", |s| {
+        s["marksEchoed"] == s["marksReceived"]
+    })
+    .await;
 
     // 5. Keys, then hanging up from the page ends the call with on_call_end.
     for key in ["1", "#"] {

@@ -235,7 +235,9 @@ async fn the_console_runs_the_calls_hooks_and_keys_take_the_keypad_path() {
     let (keys, transcript, ended) = (Arc::clone(&seen), Arc::clone(&seen), Arc::clone(&seen));
     let hooks = Hooks::new()
         .on_call_start(|ctx| async move {
-            CallSetup::default().first_message(format!("Hi {}!", ctx.caller()))
+            // The console's --to and --param reach the call's context.
+            let (to, store) = (ctx.callee(), ctx.parameter("store").unwrap_or_default());
+            CallSetup::default().first_message(format!("Hi {}! ({to}, {store})", ctx.caller()))
         })
         .on_dtmf(move |_, key| keys.lock().expect("seen").push(format!("key {key}")))
         .on_transcript(move |_, entry| {
@@ -258,7 +260,8 @@ async fn the_console_runs_the_calls_hooks_and_keys_take_the_keypad_path() {
         .openai_realtime_url(fake.url())
         .build_local()
         .expect("settings");
-    let options = ConsoleOptions::parse(["--from".to_owned(), "+15550142".to_owned()])
+    let args = "--from +15550142 --to +15550199 --param store=north";
+    let options = ConsoleOptions::parse(args.split(' ').map(str::to_owned))
         .expect("valid")
         .expect("not help");
     let mut output = Vec::new();
@@ -275,17 +278,32 @@ async fn the_console_runs_the_calls_hooks_and_keys_take_the_keypad_path() {
         .expect("runs");
     assert_eq!(reason, EndReason::StreamStopped);
     let output = String::from_utf8(output).expect("utf-8");
-    assert!(output.contains("agent: Hi +15550142!"), "{output}");
+    assert!(
+        output.contains("agent: Hi +15550142! (+15550199, north)"),
+        "{output}"
+    );
     assert!(output.contains("('Z' is not a phone key"), "{output}");
+    // The keys pressed before the words reach the model first, as one message, the way a
+    // keypad's do; the script's end waits for both answers.
     assert_eq!(
         *seen.lock().expect("seen"),
         [
             "key 4",
             "key #",
-            "Agent: Hi +15550142!",
+            "Agent: Hi +15550142! (+15550199, north)",
+            "Caller: The caller pressed 4 #",
+            "Agent: Sure.",
             "Caller: hello",
             "Agent: Sure.",
             "ended StreamStopped"
         ]
     );
+    let typed: Vec<serde_json::Value> = fake
+        .conn(0)
+        .events_of_type("conversation.item.create")
+        .into_iter()
+        .filter(|e| e["item"]["role"] == "user")
+        .map(|e| e["item"]["content"][0]["text"].clone())
+        .collect();
+    assert_eq!(typed, ["The caller pressed 4 #", "hello"]);
 }

@@ -103,6 +103,7 @@ enum Input {
     Say(String),
     Press(char),
     HangUp,
+    HangUpWhenDone,
 }
 
 /// A key that is not on a phone's keypad.
@@ -147,6 +148,13 @@ impl TextCall {
     /// The caller hangs up.
     pub fn hang_up(&self) {
         let _ = self.input.send(Input::HangUp);
+    }
+
+    /// The caller hangs up once everything said and pressed so far has been answered (the
+    /// end of a script): keys still in their batch go to the model first, and the agent
+    /// finishes its answer.
+    pub fn hang_up_when_done(&self) {
+        let _ = self.input.send(Input::HangUpWhenDone);
     }
 
     /// The next event; `None` once the conversation is over and every event was read.
@@ -250,6 +258,7 @@ async fn run<E: Engine>(
             turn: None,
             turns_taken: 0,
             awaiting_response: false,
+            hang_up_when_done: false,
             refused_by: None,
             ready: false,
             record: Record::for_model(&plan.setup.model),
@@ -296,6 +305,8 @@ struct TextSession<'env, S: EngineSession> {
     turns_taken: u32,
     /// A response was asked for and has not started yet.
     awaiting_response: bool,
+    /// The caller hangs up once nothing is left to answer.
+    hang_up_when_done: bool,
     /// An engine error came while a response was awaited: unless one starts by then, the
     /// request was refused.
     refused_by: Option<Instant>,
@@ -322,11 +333,9 @@ impl<S: EngineSession> TextSession<'_, S> {
                 },
                 () = &mut max_duration => Some(Ending::new(EndReason::MaxDuration)),
                 () = when_due(self.keys.due()) => {
-                    // Pressed as a tool started collecting: the tool's, not the model's.
-                    if !self.keys.hand_to_collector(self.ctx.keypad()) {
-                        // The keys reach the model as the caller's words, in their turn.
-                        self.waiting.extend(self.keys.take());
-                    }
+                    // Pressed as a tool started collecting: the tool's; else the keys reach
+                    // the model as the caller's words, in their turn.
+                    self.flush_keys();
                     None
                 }
                 () = refusal(self.refused_by) => {
@@ -365,6 +374,8 @@ impl<S: EngineSession> TextSession<'_, S> {
     async fn on_input(&mut self, input: Option<Input>) -> Option<Ending> {
         match input {
             Some(Input::Say(text)) => {
+                // Keys pressed before these words come first, as they did on the line.
+                self.flush_keys();
                 self.waiting.push_back(text);
                 None
             }
@@ -376,7 +387,20 @@ impl<S: EngineSession> TextSession<'_, S> {
                 }
                 None
             }
+            Some(Input::HangUpWhenDone) => {
+                self.hang_up_when_done = true;
+                // Nothing else will come to close the batch early: it goes when due.
+                None
+            }
             Some(Input::HangUp) | None => Some(Ending::new(EndReason::StreamStopped)),
+        }
+    }
+
+    /// The keys in their batch go now: to a tool collecting them, or to the model as the
+    /// caller's words.
+    fn flush_keys(&mut self) {
+        if self.keys.due().is_some() && !self.keys.hand_to_collector(self.ctx.keypad()) {
+            self.waiting.extend(self.keys.take());
         }
     }
 
@@ -411,7 +435,11 @@ impl<S: EngineSession> TextSession<'_, S> {
             self.record.metrics.turns.push(metrics.clone());
             self.emit(TextEvent::TurnEnded(metrics));
         }
-        let text = self.waiting.pop_front()?;
+        let Some(text) = self.waiting.pop_front() else {
+            // A finished script: once its last keys have gone and been answered, hang up.
+            let done = self.hang_up_when_done && self.keys.due().is_none();
+            return done.then(|| Ending::new(EndReason::StreamStopped));
+        };
         self.emit(TextEvent::Caller { text: text.clone() });
         self.record(Role::Caller, text.clone());
         self.turn = Some(Turn {

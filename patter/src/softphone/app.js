@@ -14,7 +14,7 @@
 
   // What the page did, for anyone looking (the browser tests read it).
   const debug = {
-    state: 'idle', framesSent: 0, mediaLogged: 0, marksEchoed: [], clears: 0, keys: '', sent: [],
+    state: 'idle', framesSent: 0, mediaLogged: 0, marksReceived: [], marksEchoed: [], clears: 0, keys: '', sent: [],
     played: 0, written: 0, playedAtClear: [], responseTimes: [], ended: null,
   };
   window.patterSoftphone = debug;
@@ -228,7 +228,10 @@
     socket.onmessage = (message) => {
       const msg = JSON.parse(message.data);
       if (msg.event === 'media') current.playback.port.postMessage({ type: 'audio', bytes: unbase64(msg.media.payload) });
-      else if (msg.event === 'mark') current.playback.port.postMessage({ type: 'mark', name: msg.mark.name });
+      else if (msg.event === 'mark') {
+        debug.marksReceived.push(msg.mark.name);
+        current.playback.port.postMessage({ type: 'mark', name: msg.mark.name });
+      }
       else if (msg.event === 'clear') {
         debug.clears += 1;
         current.playback.port.postMessage({ type: 'clear' });

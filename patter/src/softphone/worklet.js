@@ -1,7 +1,7 @@
 // The softphone's audio, on the audio thread.
 //
-// patter-capture: microphone samples at the device's rate -> low-pass (windowed-sinc FIR at
-// 3.4 kHz) -> resample to 8 kHz -> 20 ms frames of 160 G.711 mu-law bytes, posted to the page.
+// patter-capture: microphone samples at the device's rate -> low-pass (windowed-sinc FIR,
+// -6 dB at 3.7 kHz) -> resample to 8 kHz -> 20 ms frames of 160 G.711 mu-law bytes, posted to the page.
 // patter-playback: mu-law 8 kHz from the page -> a ring buffer -> resampled to the device's
 // rate. Marks are echoed when the playhead passes them; `clear` drops what is buffered and
 // echoes every pending mark, as Twilio does.

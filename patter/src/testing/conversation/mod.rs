@@ -343,7 +343,12 @@ impl Conversation {
                     self.history.push(event);
                     continue;
                 }
-                TextEvent::Caller { .. } => in_turn = true,
+                // This turn starts with these words; a turn before it (keys pressed) is
+                // not this one's.
+                TextEvent::Caller { text: said } if *said == text => {
+                    in_turn = true;
+                    events.clear();
+                }
                 TextEvent::AssistantDelta { .. } => continue,
                 _ => {}
             }
