@@ -1,7 +1,9 @@
 //! The softphone in a real browser: headless Chromium driven over WebDriver, its microphone a
 //! WAV file the test writes, the engine a fake Realtime server on loopback. The page's audio
 //! goes both ways through the real worklet, and the server side is the real session over the
-//! Twilio leg. `.ci/run` installs Chromium and ChromeDriver; without them these tests fail.
+//! Twilio leg. The same page is then checked in headless Firefox (its fake microphone a sine
+//! tone). `.ci/run` installs Chromium with ChromeDriver and Firefox ESR with geckodriver;
+//! without them these tests fail.
 
 mod common;
 
@@ -143,6 +145,99 @@ async fn serve(softphone: Softphone) -> (String, SocketAddr, tokio::sync::onesho
     (url, addr, stop)
 }
 
+/// The caller's audio the engine got, past its first second (capture start-up), decoded.
+fn caller_pcm(appends: &[Value]) -> Vec<f64> {
+    appends
+        .iter()
+        .skip(50)
+        .filter_map(|e| e["audio"].as_str())
+        .flat_map(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .expect("base64")
+        })
+        .map(|b| f64::from(mulaw_decode(b)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_firefox_too_the_call_carries_audio_both_ways_and_hangs_up() {
+    let fake = FakeRealtime::start().await;
+    let (ended_tx, mut ended) = mpsc::unbounded_channel();
+    let hooks = Hooks::new().on_call_end(move |summary| {
+        let ended_tx = ended_tx.clone();
+        async move {
+            let _ = ended_tx.send(summary);
+        }
+    });
+    let (url, _addr, _stop) =
+        serve(Softphone::new(ProductSpecialist, local(&fake)).hooks(hooks)).await;
+    let driver = Driver::firefox().await;
+    let browser = driver.firefox_browser(440).await;
+    browser.goto(&url).await.expect("the page loads");
+    browser
+        .find(Locator::Id("call"))
+        .await
+        .expect("the call button")
+        .click()
+        .await
+        .expect("click");
+
+    // Firefox's microphone runs at its own rate; the page's worklet makes 8 kHz μ-law of it.
+    let conn = match fake.wait_for_conn(0, WAIT).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            let status = browser.find(Locator::Id("status")).await;
+            let status = match status {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!(
+                "{e}; the page says {status:?}: {}",
+                page_state(&browser).await
+            );
+        }
+    };
+    let appends = conn
+        .wait_for_count("input_audio_buffer.append", 150, WAIT)
+        .await
+        .expect("caller audio");
+    let heard = pitch(&caller_pcm(&appends), 8000.0);
+    println!("Firefox: pitch of the caller's audio at the engine: {heard:.1} Hz");
+    assert!((heard - 440.0).abs() <= 440.0 * 0.02, "{heard} Hz");
+
+    // The agent's audio plays, and every mark comes back once it has.
+    let chunks = agent_tone(300.0, 1000);
+    let chunk_refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+    let before = page_state(&browser).await["written"]
+        .as_f64()
+        .unwrap_or(0.0);
+    conn.send_audio_response("resp_1", "item_1", &chunk_refs, "Hello from Firefox.");
+    wait_page(&browser, "the agent's audio to play out", |s| {
+        s["written"].as_f64() >= Some(before + 8000.0)
+            && s["played"].as_f64() >= s["written"].as_f64()
+            && s["marksEchoed"] == s["marksReceived"]
+            && s["marksReceived"].as_array().map_or(0, Vec::len) >= chunks.len()
+    })
+    .await;
+    wait_text(&browser, "#transcript", &["Hello from Firefox."]).await;
+
+    browser
+        .find(Locator::Id("call"))
+        .await
+        .expect("the hang-up button")
+        .click()
+        .await
+        .expect("click");
+    let summary = tokio::time::timeout(WAIT, ended.recv())
+        .await
+        .expect("on_call_end within the wait")
+        .expect("a summary");
+    assert_eq!(summary.reason, EndReason::StreamStopped);
+    fake.assert_no_schema_violations();
+    let _ = browser.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_call_carries_audio_both_ways_shows_tools_barges_in_and_hangs_up() {
     let dir = std::env::temp_dir().join(format!("patter-softphone-{}", std::process::id()));
@@ -185,18 +280,7 @@ async fn a_browser_call_carries_audio_both_ways_shows_tools_barges_in_and_hangs_
         .wait_for_count("input_audio_buffer.append", 150, WAIT)
         .await
         .expect("caller audio");
-    let mulaw: Vec<u8> = appends
-        .iter()
-        .skip(50) // the first second: capture start-up and gain settling
-        .filter_map(|e| e["audio"].as_str())
-        .flat_map(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .expect("base64")
-        })
-        .collect();
-    let pcm: Vec<f64> = mulaw.iter().map(|&b| f64::from(mulaw_decode(b))).collect();
-    let heard = pitch(&pcm, 8000.0);
+    let heard = pitch(&caller_pcm(&appends), 8000.0);
     println!("pitch of the caller's audio at the engine: {heard:.1} Hz");
     assert!((heard - 440.0).abs() <= 440.0 * 0.02, "{heard} Hz");
     assert_eq!(
