@@ -46,6 +46,21 @@ pub struct Limits {
     /// How long after the caller's last key their keys go to the model as one message
     /// ("The caller pressed 1 2 #"), unless a tool is collecting them (default 1.5 s).
     pub dtmf_gap: Duration,
+    /// An engine that owes an answer (or missed the caller's speech) and has sent nothing
+    /// this long is stalled, and replaced like a lost one (default 2 s: a Realtime response
+    /// starts within a few hundred milliseconds and its events do not pause that long, and
+    /// detection plus a reconnect stay within the 3 s of silence a caller may hear; see the
+    /// README's "When the engine fails").
+    pub engine_stall: Duration,
+    /// Engine sessions a call may open to replace lost or stalled ones; then the caller
+    /// hears the apology (default 3; 0 turns reconnecting off).
+    pub reconnect_attempts: u32,
+    /// How long one replacement may take, all attempts together (default 4 s).
+    pub reconnect_within: Duration,
+    /// Conversation items a replacement session is given at most: the latest (default 60).
+    pub reconnect_history_items: usize,
+    /// Text a replacement session is given at most, in bytes (default 32 KiB).
+    pub reconnect_history_bytes: usize,
 }
 
 impl Default for Limits {
@@ -61,6 +76,11 @@ impl Default for Limits {
             goodbye_wait: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             dtmf_gap: Duration::from_millis(1500),
+            engine_stall: Duration::from_secs(2),
+            reconnect_attempts: 3,
+            reconnect_within: Duration::from_secs(4),
+            reconnect_history_items: 60,
+            reconnect_history_bytes: 32 * 1024,
         }
     }
 }

@@ -79,6 +79,7 @@ enum Command {
     Send(Value),
     Close,
     DropTcp,
+    GoSilent,
 }
 
 /// GPT-Live: the backend's work as the server counts it, to refuse what the real server
@@ -194,6 +195,10 @@ struct ConnState {
     /// Reported in every `session.updated` as the audio format both ways, whatever was
     /// asked (a misbehaving engine).
     audio_override: Option<Value>,
+    /// Sends nothing more, not even replies: a stalled engine (it still reads).
+    silent: bool,
+    /// Waits this long before each event it sends: a slow engine.
+    delay: Option<Duration>,
 }
 
 struct Conn {
@@ -222,6 +227,10 @@ struct Shared {
     refused: AtomicUsize,
     /// See [`FakeRealtime::report_audio_format`].
     audio_override: Mutex<Option<Value>>,
+    /// See [`FakeRealtime::stall_next_sessions`].
+    stall_next: AtomicUsize,
+    /// See [`FakeRealtime::slow_down`].
+    delay: Mutex<Option<Duration>>,
     conns: Mutex<Vec<Arc<Conn>>>,
     tcp_accepts: AtomicUsize,
     handshake_failures: Mutex<Vec<String>>,
@@ -299,6 +308,8 @@ impl FakeRealtime {
             refusals: Mutex::new(std::collections::VecDeque::new()),
             refused: AtomicUsize::new(0),
             audio_override: Mutex::new(None),
+            stall_next: AtomicUsize::new(0),
+            delay: Mutex::new(None),
             conns: Mutex::new(Vec::new()),
             tcp_accepts: AtomicUsize::new(0),
             handshake_failures: Mutex::new(Vec::new()),
@@ -342,6 +353,17 @@ impl FakeRealtime {
     /// not take the format it was given.
     pub fn report_audio_format(&self, format: Value) {
         *lock(&self.shared.audio_override) = Some(format);
+    }
+
+    /// The next `n` connections accept the WebSocket and then never send anything (no
+    /// `session.created`, no `session.updated`): engines stalled from the start.
+    pub fn stall_next_sessions(&self, n: usize) {
+        self.shared.stall_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Later connections wait `delay` before each event they send: a slow engine.
+    pub fn slow_down(&self, delay: Duration) {
+        *lock(&self.shared.delay) = Some(delay);
     }
 
     /// Every later handshake is answered with `status`.
@@ -625,6 +647,11 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
                 session: session.clone(),
                 end: None,
                 audio_override: lock(&shared.audio_override).clone(),
+                silent: shared
+                    .stall_next
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok(),
+                delay: *lock(&shared.delay),
             }),
             cmd: tx,
         });
@@ -638,7 +665,7 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
     // GPT-Live says nothing until `session.start`.
     let greeting = (shared.protocol == Protocol::Realtime).then_some(created);
     if let Some(Err(e)) = match greeting {
-        Some(created) => Some(ws.send(Message::text(created.to_string())).await),
+        Some(created) => Some(send_out(&mut ws, &conn, &created).await),
         None => None,
     } {
         end_conn(
@@ -679,7 +706,7 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
                     shared.signal.bump();
                     for reply in replies {
                         // A failed send shows up on the read side, which records the end.
-                        let _ = ws.send(Message::text(reply.to_string())).await;
+                        let _ = send_out(&mut ws, &conn, &reply).await;
                     }
                 }
                 Some(Ok(Message::Binary(bytes))) => {
@@ -714,7 +741,7 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
                     if shared.protocol == Protocol::Live {
                         lock(&conn.state).live.observe(&event);
                     }
-                    if let Err(e) = ws.send(Message::text(event.to_string())).await {
+                    if let Err(e) = send_out(&mut ws, &conn, &event).await {
                         lock(&conn.state).protocol_errors.push(format!("could not send {}: {e}", event_type(&event)));
                         shared.signal.bump();
                     }
@@ -727,6 +754,7 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
                     let _ = tokio::time::timeout(DEFAULT_TIMEOUT, drain(&mut ws)).await;
                     break;
                 }
+                Some(Command::GoSilent) => lock(&conn.state).silent = true,
                 Some(Command::DropTcp) | None => {
                     end_conn(&conn, &shared, ConnEnd::ServerDropped);
                     break;
@@ -734,6 +762,26 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
             },
         }
     }
+}
+
+/// Sends one event as this connection's misbehaviour allows: not at all when it is
+/// silent, late when it is slow.
+async fn send_out(
+    ws: &mut WebSocketStream<TcpStream>,
+    conn: &Conn,
+    event: &Value,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let (silent, delay) = {
+        let st = lock(&conn.state);
+        (st.silent, st.delay)
+    };
+    if silent {
+        return Ok(());
+    }
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    ws.send(Message::text(event.to_string())).await
 }
 
 async fn drain(ws: &mut WebSocketStream<TcpStream>) {
@@ -1175,6 +1223,13 @@ impl ConnHandle {
     /// Closes the connection from the server side with a clean close frame (code 1000).
     pub fn close(&self) {
         let _ = self.conn.cmd.send(Command::Close);
+    }
+
+    /// From now on this connection sends nothing (what is queued and every reply is
+    /// dropped), though it keeps reading: an engine that stalled mid-call.
+    pub fn go_silent(&self) {
+        // In order with the events sent before it.
+        let _ = self.conn.cmd.send(Command::GoSilent);
     }
 
     /// Drops the TCP connection abruptly, without a WebSocket close frame.

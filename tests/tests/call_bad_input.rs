@@ -506,35 +506,39 @@ async fn an_engine_that_never_answers_the_handshake_ends_the_call_over_rest() {
 }
 
 #[tokio::test]
-async fn an_engine_that_closes_mid_call_ends_the_call_over_rest() {
+async fn an_engine_that_closes_mid_call_is_replaced_and_the_call_goes_on() {
     let mut h = Harness::start(agent()).await;
     let call = h.call(114).await;
     let conn = h.engine_conn(0).await;
     assert_relays(&call, &conn, 20, 11).await;
     conn.close();
-    let end = assert_hung_up_over_rest(&mut h, &call).await;
-    assert!(
-        matches!(end.reason, EndReason::EngineLost { .. }),
-        "{:?}",
-        end.reason
-    );
+    // A new session takes over; the caller's audio reaches it.
+    let next = h.engine_conn(1).await;
+    assert_relays(&call, &next, 40, 21).await;
     conn.wait_closed(WAIT).await.expect("engine socket over");
-    h.engine.assert_no_schema_violations();
+    let end = hang_up(&mut h, &call, &next).await;
+    assert_eq!(end.reconnects.len(), 1, "{:?}", end.reconnects);
+    assert_eq!(end.reconnects[0].cause, patter::call::ReconnectCause::Lost);
+    assert_eq!(end.reconnects[0].attempts, 1);
 }
 
 #[tokio::test]
-async fn an_engine_that_drops_tcp_mid_call_ends_the_call_over_rest() {
+async fn an_engine_that_drops_tcp_mid_call_and_cannot_be_reached_again_ends_the_call_over_rest() {
     let mut h = Harness::start(agent()).await;
     let call = h.call(115).await;
     let conn = h.engine_conn(0).await;
     assert_relays(&call, &conn, 20, 12).await;
+    h.engine.refuse_all_handshakes(503);
     conn.drop_tcp();
     let end = assert_hung_up_over_rest(&mut h, &call).await;
-    assert!(
-        matches!(end.reason, EndReason::EngineLost { .. }),
-        "{:?}",
-        end.reason
-    );
+    match &end.reason {
+        EndReason::EngineLost { detail } => {
+            assert!(detail.contains("reconnecting failed"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(end.reconnects.is_empty());
+    assert!(h.engine.refused_handshakes() >= 1);
     h.engine.assert_no_schema_violations();
 }
 

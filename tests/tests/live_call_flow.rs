@@ -45,7 +45,7 @@ fn agent() -> AgentSpec {
 }
 
 async fn harness(limits: impl FnOnce(&mut Limits)) -> Harness {
-    let mut set = Limits::default();
+    let mut set = common::test_limits();
     limits(&mut set);
     Harness::start_with(
         agent(),
@@ -301,8 +301,9 @@ async fn end_call_hangs_up_once_the_goodbye_has_played() {
 
 #[tokio::test]
 async fn a_fatal_error_and_each_closing_reason_end_the_call_over_rest() {
-    // A benign error is only logged.
-    let mut h = harness(|_| {}).await;
+    // A benign error is only logged. Without reconnects, each closing reason ends the call
+    // its own way (a lost connection is otherwise replaced: see below).
+    let mut h = harness(|l| l.reconnect_attempts = 0).await;
     let call = h.call(7).await;
     let conn = h.live_conn(0).await;
     conn.send(live::error_event(
@@ -351,16 +352,39 @@ async fn a_fatal_error_and_each_closing_reason_end_the_call_over_rest() {
 }
 
 #[tokio::test]
-async fn losing_the_engine_ends_the_call_over_rest() {
+async fn a_lost_engine_is_replaced_without_a_second_greeting_and_then_ends_over_rest() {
     let mut h = harness(|_| {}).await;
     let call = h.call(10).await;
     let conn = h.live_conn(0).await;
+    conn.wait_for_event("session.commentary.append", WAIT)
+        .await
+        .expect("the greeting");
     conn.drop_tcp();
+    // A new session, told the call is resuming, and not asked to greet again.
+    let next = h.live_conn(1).await;
+    let start = next
+        .wait_for_event("session.start", WAIT)
+        .await
+        .expect("session.start");
+    let instructions = start["session"]["instructions"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(instructions.contains("has now resumed"), "{instructions}");
+    assert!(instructions.contains("Do not greet the caller again"));
+    // Lost again, with the engine unreachable: the apology, over REST.
+    h.engine.refuse_all_handshakes(503);
+    next.drop_tcp();
     call.stream.wait_closed(WAIT).await.expect("closed");
     let end = h.next_end().await;
     assert!(
-        matches!(end.reason, EndReason::EngineLost { .. }),
+        matches!(&end.reason, EndReason::EngineLost { detail } if detail.contains("reconnecting failed")),
         "{end:?}"
+    );
+    assert_eq!(end.reconnects.len(), 1, "{:?}", end.reconnects);
+    assert!(
+        next.events_of_type("session.commentary.append").is_empty(),
+        "no second greeting: {:?}",
+        next.event_types()
     );
     let requests = h.rest.wait_for_request(1, WAIT).await.expect("hang-up");
     assert_eq!(requests[0].call_sid, call.call_sid);

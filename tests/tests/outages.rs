@@ -105,10 +105,13 @@ async fn an_outage_past_the_budget_apologises_with_the_configured_words_then_tra
 }
 
 #[tokio::test]
-async fn an_engine_lost_mid_call_ends_with_the_apology_not_silence() {
+async fn an_engine_lost_mid_call_and_not_reached_again_ends_with_the_apology_not_silence() {
     let mut h = Harness::start(agent()).await;
     let call = h.call(4).await;
     let conn = h.engine_conn(0).await;
+    // Lost, and every reconnect refused (a lost engine that can be reached again is
+    // replaced: see reconnect.rs).
+    h.engine.refuse_all_handshakes(503);
     conn.drop_tcp();
     let summary = h.next_end().await;
     assert!(summary.reason.is_engine_failure(), "{:?}", summary.reason);

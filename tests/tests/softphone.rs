@@ -121,6 +121,7 @@ async fn wait_text(browser: &Client, selector: &str, wanted: &[&str]) -> String 
 
 fn local(fake: &FakeRealtime) -> LocalConfig {
     ConfigBuilder::default()
+        .limits(common::test_limits())
         .openai_api_key("sk-softphone")
         .openai_realtime_url(fake.url())
         .build_local()

@@ -15,6 +15,7 @@ mod jobs;
 mod keys;
 mod measure;
 mod playback;
+mod recovery;
 #[doc(hidden)]
 pub mod relay;
 mod session;
@@ -33,6 +34,7 @@ pub use cost::{Cost, DEFAULT_PRICES_AS_OF, ModelPrices, Money, Prices, carrier_m
 pub use env::{CallEnv, TraceSettings};
 pub use hooks::{CallEvent, CallSetup, Hooks, Recording};
 pub use measure::{CallMetrics, Percentiles, ToolTiming, TurnMetrics};
+pub use recovery::{Reconnect, ReconnectCause};
 pub use system_tools::system_tools;
 pub use text::{NotAKey, TextCall, TextEvent};
 pub use transfers::{NumberPattern, TransferError, Transfers};
@@ -183,6 +185,8 @@ pub struct CallSummary {
     /// What was measured: each turn's timings, percentiles, frames, barge-ins, the
     /// engine's usage and the cost.
     pub metrics: CallMetrics,
+    /// Each time the engine session was lost or stalled and replaced, in order.
+    pub reconnects: Vec<Reconnect>,
 }
 
 /// Fills `{name}` placeholders in `template` from `values`; unknown placeholders stay as

@@ -128,6 +128,15 @@ impl Playback {
         Some(id)
     }
 
+    /// The engine session was replaced: the item being played belongs to the old one and
+    /// cannot be truncated in the new one. Its marks still come back.
+    pub(crate) fn engine_replaced(&mut self) {
+        self.item = None;
+        for mark in &mut self.pending {
+            mark.same_item = false;
+        }
+    }
+
     /// Marks sent but not yet echoed.
     pub(crate) fn pending_marks(&self) -> usize {
         self.pending.len()

@@ -22,12 +22,13 @@ use super::jobs::{self, Job, Settled, ToolDone};
 use super::keys::{KeyBatch, when_due};
 use super::measure::{CallMetrics, TurnClock, TurnMetrics};
 use super::playback::Playback;
+use super::recovery::{self, History, Owed, Reconnect, ReconnectCause, StallWatch};
 use super::relay::{AgentAudio, AudioRelay};
 use super::setup::{self, HOOK_TIMEOUT};
 use super::turns::{Next, Turns};
 use super::{CallEnv, CallEvent, CallSummary, EndReason, Role, ToolCallRecord, TranscriptEntry};
 use crate::carrier::{CarrierCommand, CarrierError, CarrierEvent, CarrierLeg};
-use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession};
+use crate::engine::{Engine, EngineCommand, EngineError, EngineEvent, EngineSession, EngineSetup};
 use crate::telemetry::meters;
 use crate::tool::{CallContext, ToolSet};
 
@@ -35,6 +36,9 @@ use crate::tool::{CallContext, ToolSet};
 /// speaking: messages for the model wait meanwhile (a second response would be refused);
 /// past it the engine is taken not to be answering.
 const ANSWER_DUE_WITHIN: Duration = Duration::from_secs(2);
+
+/// The wait before a second attempt to replace a lost engine session; it doubles after each.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How long closing a leg or the engine session may take before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,6 +101,15 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
         }
         Session {
             env,
+            engine_kind: engine,
+            // The greeting is the session's to send, once.
+            setup: plan.setup.clone().first_message(None),
+            history: History::default(),
+            stall: StallWatch::new(env.limits.engine_stall, Instant::now()),
+            reconnects_left: env.limits.reconnect_attempts,
+            resume: false,
+            hearing: false,
+            awaiting_ready: true,
             relay: AudioRelay::new(plan.setup.audio),
             first_message: plan.setup.first_message,
             tools: plan.tools,
@@ -132,6 +145,7 @@ pub(super) struct Record {
     pub(super) tool_calls: Vec<ToolCallRecord>,
     pub(super) malformed_frames: u64,
     pub(super) metrics: CallMetrics,
+    pub(super) reconnects: Vec<Reconnect>,
 }
 
 impl Record {
@@ -215,6 +229,8 @@ fn gen_ai_system(engine: &str) -> &'static str {
 
 /// How the loop ended, and whether the call must still be hung up through call control.
 pub(super) struct Ending {
+    /// The engine session was lost: another may continue the call.
+    pub(super) recoverable: Option<ReconnectCause>,
     pub(super) reason: EndReason,
     hang_up: bool,
 }
@@ -224,6 +240,7 @@ impl Ending {
         Ending {
             reason,
             hang_up: false,
+            recoverable: None,
         }
     }
 
@@ -233,24 +250,45 @@ impl Ending {
         Ending {
             reason,
             hang_up: true,
+            recoverable: None,
         }
     }
 }
 
+/// The engine session is gone (a text conversation ends with it; a call opens another).
 pub(super) fn engine_lost(error: &EngineError) -> Ending {
-    Ending::hanging_up(EndReason::EngineLost {
+    let mut ending = Ending::hanging_up(EndReason::EngineLost {
         detail: error.to_string(),
-    })
+    });
+    ending.recoverable = Some(ReconnectCause::Lost);
+    ending
 }
 
 /// One live call.
-struct Session<'env, S: EngineSession, C: CarrierLeg> {
+struct Session<'env, E: Engine, C: CarrierLeg> {
     env: &'env CallEnv,
+    /// Opens a replacement when the session is lost or stalls.
+    engine_kind: &'env E,
+    /// The setup the session was opened with, less the greeting; a replacement gets it
+    /// with the conversation so far.
+    setup: EngineSetup,
+    /// The tool calls, for a replacement's replay.
+    history: History,
+    stall: StallWatch,
+    /// Replacement sessions the call may still open.
+    reconnects_left: u32,
+    /// A replacement owes the answer the lost session did not give: it is asked for once
+    /// the replacement is configured.
+    resume: bool,
+    /// The engine heard the caller start speaking and not yet stop.
+    hearing: bool,
+    /// The engine has not confirmed its configuration yet.
+    awaiting_ready: bool,
     ctx: CallContext,
     tools: ToolSet,
     first_message: Option<String>,
     carrier: C,
-    engine: S,
+    engine: E::Session,
     relay: AudioRelay,
     playback: Playback,
     turns: Turns,
@@ -280,7 +318,7 @@ struct Session<'env, S: EngineSession, C: CarrierLeg> {
     response_requested: Option<Instant>,
 }
 
-impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
+impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
     async fn run(mut self) -> CallSummary {
         let limits = &self.env.limits;
         let max_duration = tokio::time::sleep(limits.max_call_duration);
@@ -293,6 +331,8 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         // Armed when closing starts: the goodbye gets this long, then the line is cut.
         let closing_deadline = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(closing_deadline);
+        let mut stall_checks = tokio::time::interval(recovery::STALL_CHECK_EVERY);
+        stall_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ending = loop {
             let step = tokio::select! {
                 frame = self.carrier.recv() => self.on_carrier(frame).await,
@@ -322,9 +362,19 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                     warn!("goodbye not finished in time; hanging up");
                     self.closing.take().map(|c| Ending::hanging_up(c.into_reason()))
                 }
+                _ = stall_checks.tick() => self.check_stall(),
             };
             if let Some(ending) = step {
-                break ending;
+                // A lost or stalled engine is replaced, unless the call is already ending.
+                match ending.recoverable {
+                    Some(cause) if self.closing.is_none() => {
+                        match self.reconnect(cause, ending).await {
+                            Ok(()) => continue,
+                            Err(ending) => break ending,
+                        }
+                    }
+                    _ => break ending,
+                }
             }
             if let Some(closing) = &self.closing
                 && closing.is_done(self.turns.is_responding(), self.playback.pending_marks())
@@ -400,6 +450,9 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                     self.playback.on_inbound(ts);
                 }
                 self.record.metrics.frames_in += 1;
+                if self.stall.listening() {
+                    self.stall.caller_frame(recovery::is_voiced(&audio));
+                }
                 self.forward_caller_audio(&audio).await
             }
             CarrierEvent::Mark { name } => {
@@ -438,14 +491,18 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         }
     }
 
-    async fn on_engine(&mut self, frame: Result<S::Frame, EngineError>) -> Option<Ending> {
+    async fn on_engine(
+        &mut self,
+        frame: Result<<E::Session as EngineSession>::Frame, EngineError>,
+    ) -> Option<Ending> {
         let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
-                error!(error = %e, "engine gone; ending the call");
+                warn!(error = %e, "engine connection lost");
                 return Some(engine_lost(&e));
             }
         };
+        self.stall.engine_frame();
         let event = match self.engine.parse(&frame) {
             Ok(event) => event,
             Err(e @ EngineError::Malformed(_)) => {
@@ -488,8 +545,12 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
                 self.clock.engine_audio(&response_id, Instant::now);
                 self.forward_agent_audio(&item_id, &audio).await
             }
-            EngineEvent::SpeechStarted => self.barge_in().await,
+            EngineEvent::SpeechStarted => {
+                self.hearing = true;
+                self.barge_in().await
+            }
             EngineEvent::SpeechStopped => {
+                self.hearing = false;
                 let now = Instant::now();
                 self.speech_stopped = Some((now, Vec::new()));
                 if let Some(turn) = self.clock.caller_stopped(now) {
@@ -562,15 +623,20 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
     }
 
     /// The engine has its configuration: the first message goes, once.
+    /// A replacement session's, too: it then gives the answer the lost one owed.
     async fn ready(&mut self) -> Option<Ending> {
-        match self.first_message.take() {
-            Some(text) => {
-                self.asked_for_response();
-                self.send_engine(EngineCommand::SayVerbatim { text: &text })
-                    .await
-            }
-            None => None,
+        self.awaiting_ready = false;
+        if let Some(text) = self.first_message.take() {
+            self.asked_for_response();
+            return self
+                .send_engine(EngineCommand::SayVerbatim { text: &text })
+                .await;
         }
+        if std::mem::take(&mut self.resume) {
+            self.asked_for_response();
+            return self.send_engine(EngineCommand::ContinueAfterTools).await;
+        }
+        None
     }
 
     /// Trust, but verify: the formats the engine says it took. Another format patter can
@@ -682,6 +748,8 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
             debug!(call_id, "repeated function call ignored");
             return;
         }
+        self.history
+            .tool_called(self.started.elapsed(), call_id, name, arguments);
         self.clock.tool_called();
         jobs::spawn_tool(
             self.env,
@@ -740,13 +808,17 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         call_id: &str,
         output: &str,
     ) -> Option<Ending> {
+        // Recorded first: if the engine is gone, a replacement gets the result in its replay,
+        // and goes on if this was the last one it waited for.
+        self.history.tool_answered(call_id, output);
+        let next = self.turns.tool_answered(response_id);
         if let Some(end) = self
             .send_engine(EngineCommand::ToolResult { call_id, output })
             .await
         {
+            self.resume |= next == Next::Continue;
             return Some(end);
         }
-        let next = self.turns.tool_answered(response_id);
         self.go_on(next).await
     }
 
@@ -814,6 +886,154 @@ impl<S: EngineSession, C: CarrierLeg> Session<'_, S, C> {
         self.asked_for_response();
         self.send_engine(EngineCommand::Respond { instructions })
             .await
+    }
+
+    /// What the engine owes now (for stall detection).
+    fn owed(&self) -> Owed {
+        let unanswered = self
+            .speech_stopped
+            .as_ref()
+            .is_some_and(|(_, since)| since.is_empty());
+        Owed {
+            answer: self.awaiting_ready
+                || self.resume
+                || self.turns.is_responding()
+                || self.response_requested.is_some()
+                || unanswered,
+            hearing: self.hearing,
+        }
+    }
+
+    /// The periodic look for a stalled engine.
+    fn check_stall(&mut self) -> Option<Ending> {
+        if self.closing.is_some() || !self.stall.check(Instant::now(), self.owed()) {
+            return None;
+        }
+        let after = self.env.limits.engine_stall;
+        warn!(
+            after_ms = after.as_millis() as u64,
+            "the engine stalled: nothing came while it owed an answer"
+        );
+        let mut ending = Ending::hanging_up(EndReason::EngineLost {
+            detail: format!(
+                "the engine sent nothing for {} ms while it owed an answer",
+                after.as_millis()
+            ),
+        });
+        ending.recoverable = Some(ReconnectCause::Stalled);
+        Some(ending)
+    }
+
+    /// Replaces a lost or stalled engine session: a new one, configured the same way, told
+    /// the conversation so far and to go on without greeting again; tools still running
+    /// answer in it. Bounded by [`Limits::reconnect_attempts`] for the call and
+    /// [`Limits::reconnect_within`] for this replacement, with backoff; `Err` (the call
+    /// ends with the apology) when they run out.
+    ///
+    /// [`Limits::reconnect_attempts`]: crate::Limits::reconnect_attempts
+    /// [`Limits::reconnect_within`]: crate::Limits::reconnect_within
+    async fn reconnect(&mut self, cause: ReconnectCause, lost: Ending) -> Result<(), Ending> {
+        let limits = &self.env.limits;
+        if self.reconnects_left == 0 {
+            if limits.reconnect_attempts > 0 {
+                error!(
+                    cause = cause.kind(),
+                    "the engine failed again and no reconnect is left"
+                );
+            }
+            return Err(lost);
+        }
+        let began = Instant::now();
+        let at = self.started.elapsed();
+        // What the lost session still held, and what it owed.
+        for event in self.engine.finish() {
+            match event {
+                EngineEvent::UserTranscript { text } => {
+                    self.record(Role::Caller, text.into_owned())
+                }
+                EngineEvent::AgentTranscript { text } => {
+                    self.record(Role::Agent, text.into_owned())
+                }
+                _ => {}
+            }
+        }
+        let owed = self.owed().answer && !self.awaiting_ready;
+        let next = self.turns.engine_replaced();
+        self.resume = self.resume || owed || next == Next::Continue;
+        let mut setup = self.setup.clone().history(self.history.replay(
+            &self.record.transcript,
+            limits.reconnect_history_items,
+            limits.reconnect_history_bytes,
+        ));
+        // Once the call has begun, the model is told it is resuming, not starting (a
+        // session lost before its greeting went starts afresh, and greets).
+        if self.first_message.is_none() {
+            setup.instructions.push_str(recovery::RESUMED_NOTE);
+        }
+        let replayed = setup.history.len();
+        let deadline = began + limits.reconnect_within;
+        let mut attempts = 0u32;
+        let mut backoff = RECONNECT_BACKOFF;
+        let opened = loop {
+            self.reconnects_left -= 1;
+            attempts += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.engine_kind.open(&setup)).await {
+                Ok(Ok(session)) => break Some(session),
+                Ok(Err(e)) if e.is_configuration() => {
+                    error!(error = %e, "the engine refused patter's credentials on reconnect: check OPENAI_API_KEY");
+                    break None;
+                }
+                Ok(Err(e)) => warn!(error = %e, attempt = attempts, "reconnect failed"),
+                Err(_) => {
+                    warn!(attempt = attempts, "reconnect took too long");
+                    break None;
+                }
+            }
+            let wait = crate::engine::jittered(backoff);
+            if self.reconnects_left == 0 || Instant::now() + wait >= deadline {
+                break None;
+            }
+            tokio::time::sleep(wait).await;
+            backoff *= 2;
+        };
+        meters::engine_reconnected(self.engine_name, cause.kind(), opened.is_some());
+        let Some(session) = opened else {
+            error!(
+                cause = cause.kind(),
+                attempts, "the engine could not be reconnected; apologising and ending the call"
+            );
+            let detail = match lost.reason {
+                EndReason::EngineLost { detail } => detail,
+                other => other.to_string(),
+            };
+            return Err(Ending::hanging_up(EndReason::EngineLost {
+                detail: format!("{detail}; reconnecting failed after {attempts} attempt(s)"),
+            }));
+        };
+        let old = std::mem::replace(&mut self.engine, session);
+        // A stalled session may not answer its close: it is closed on the side.
+        tokio::spawn(close_within(old.close()));
+        self.playback.engine_replaced();
+        self.hearing = false;
+        self.awaiting_ready = true;
+        self.stall.restart(Instant::now());
+        let took = began.elapsed();
+        info!(
+            cause = cause.kind(),
+            took_ms = took.as_millis() as u64,
+            attempts,
+            replayed,
+            "engine session replaced; the call goes on"
+        );
+        self.record.reconnects.push(Reconnect {
+            at,
+            took,
+            cause,
+            attempts,
+            replayed,
+        });
+        Ok(())
     }
 
     async fn send_engine(&mut self, command: EngineCommand<'_>) -> Option<Ending> {
@@ -937,6 +1157,7 @@ pub(super) async fn finish(
         transcript: record.transcript,
         tool_calls: record.tool_calls,
         metrics,
+        reconnects: record.reconnects,
     };
     info!(
         reason = summary.reason.kind(),

@@ -90,6 +90,26 @@ impl Turns {
         }
     }
 
+    /// The engine session was replaced: the responses that were running are gone (their
+    /// ends will not come), and tools still running answer in the new session. `Continue`
+    /// if a response now has every answer (the new session is to go on from them).
+    pub(crate) fn engine_replaced(&mut self) -> Next {
+        self.in_progress.clear();
+        let ids: Vec<String> = self.pending.keys().cloned().collect();
+        let mut next = Next::Nothing;
+        for id in ids {
+            if let Some(entry) = self.pending.get_mut(&id) {
+                entry.done = true;
+            }
+            match self.check(&id) {
+                Next::Continue => next = Next::Continue,
+                Next::Wait if next == Next::Nothing => next = Next::Wait,
+                _ => {}
+            }
+        }
+        next
+    }
+
     fn check(&mut self, response_id: &str) -> Next {
         let ready = self
             .pending
@@ -116,6 +136,29 @@ impl Turns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_engine_leaves_running_tools_to_answer_in_the_new_session() {
+        let mut t = Turns::default();
+        t.response_started("r1");
+        assert!(t.tool_called("r1", "c1"));
+        assert!(t.tool_called("r1", "c2"));
+        assert_eq!(t.tool_answered("r1"), Next::Wait);
+        // The engine drops before r1 is done: r1 will never be; c2 still runs.
+        assert_eq!(t.engine_replaced(), Next::Wait);
+        assert!(!t.is_responding());
+        assert_eq!(
+            t.tool_answered("r1"),
+            Next::Continue,
+            "the new session goes on"
+        );
+        // Every answer already in when the engine dropped: it goes on at once.
+        let mut u = Turns::default();
+        u.response_started("r2");
+        assert!(u.tool_called("r2", "c3"));
+        assert_eq!(u.tool_answered("r2"), Next::Wait);
+        assert_eq!(u.engine_replaced(), Next::Continue);
+    }
 
     #[test]
     fn a_response_without_tools_needs_nothing() {

@@ -17,6 +17,8 @@ pub mod openai_live;
 pub mod openai_realtime;
 mod socket;
 
+pub(crate) use socket::jittered;
+
 use std::borrow::Cow;
 use std::future::Future;
 
@@ -135,6 +137,51 @@ pub struct EngineSetup {
     /// Whether the model answers in speech (a call) or in text (the console and
     /// conversation tests). An engine without a text mode refuses a text setup.
     pub modality: Modality,
+    /// The conversation so far, when this session continues a call whose engine session
+    /// was lost: the engine puts it in the model's context before anything else happens.
+    /// Empty for a new call.
+    pub history: Vec<HistoryItem>,
+}
+
+/// One item of a conversation replayed into a new engine session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HistoryItem {
+    /// The caller's words.
+    Caller(String),
+    /// The agent's words.
+    Agent(String),
+    /// The model called a tool.
+    ToolCall {
+        /// The engine's id of the call (the result, now or later, names it).
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// Its arguments, as the model wrote them.
+        arguments: String,
+    },
+    /// A tool's result, as the model was handed it.
+    ToolOutput {
+        /// The call it answers.
+        call_id: String,
+        /// The result.
+        output: String,
+    },
+}
+
+impl HistoryItem {
+    /// Its size in text, for the bound on what is replayed.
+    pub fn size(&self) -> usize {
+        match self {
+            HistoryItem::Caller(text) | HistoryItem::Agent(text) => text.len(),
+            HistoryItem::ToolCall {
+                call_id,
+                name,
+                arguments,
+            } => call_id.len() + name.len() + arguments.len(),
+            HistoryItem::ToolOutput { call_id, output } => call_id.len() + output.len(),
+        }
+    }
 }
 
 /// What the model answers in.
@@ -164,6 +211,7 @@ impl EngineSetup {
             tools: Vec::new(),
             first_message: None,
             modality: Modality::Audio,
+            history: Vec::new(),
         }
     }
 
@@ -182,6 +230,12 @@ impl EngineSetup {
     /// Sets what the model answers in.
     pub fn modality(mut self, modality: Modality) -> Self {
         self.modality = modality;
+        self
+    }
+
+    /// Sets the conversation so far (a session that continues a call).
+    pub fn history(mut self, history: Vec<HistoryItem>) -> Self {
+        self.history = history;
         self
     }
 }

@@ -71,7 +71,7 @@ pub(crate) async fn dial_within(
             Ok(socket) => return Ok(socket),
             Err(e) => e,
         };
-        let wait = backoff + jitter(backoff / 2);
+        let wait = jittered(backoff);
         if !error.is_transient() || attempt == MAX_ATTEMPTS || Instant::now() + wait >= deadline {
             return Err(error);
         }
@@ -82,7 +82,13 @@ pub(crate) async fn dial_within(
     Err(EngineError::Timeout(budget.as_millis()))
 }
 
-/// Up to `max`, at random: many calls failing at once do not retry in step.
+/// `base` and up to half of it again, at random: many calls failing at once do not retry
+/// in step.
+pub(crate) fn jittered(base: Duration) -> Duration {
+    base + jitter(base / 2)
+}
+
+/// Up to `max`, at random.
 fn jitter(max: Duration) -> Duration {
     let random = getrandom::u64().unwrap_or(0);
     let max_ms = max.as_millis().max(1) as u64;

@@ -409,6 +409,7 @@ mod tests {
             transcript: Vec::new(),
             tool_calls: Vec::new(),
             metrics: Default::default(),
+            reconnects: Vec::new(),
         }
     }
 

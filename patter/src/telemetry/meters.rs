@@ -91,6 +91,17 @@ pub(crate) fn engine_connected(engine: &'static str, took: Duration, ok: bool) {
     .record(took.as_secs_f64());
 }
 
+/// A lost or stalled engine session was replaced, or could not be.
+pub(crate) fn engine_reconnected(engine: &'static str, cause: &'static str, ok: bool) {
+    counter!(
+        "patter_engine_reconnects_total",
+        "engine" => engine,
+        "cause" => cause,
+        "outcome" => if ok { "ok" } else { "failed" }
+    )
+    .increment(1);
+}
+
 /// The engine reported an error.
 pub(crate) fn engine_error(engine: &'static str, fatal: bool) {
     counter!("patter_engine_errors_total", "engine" => engine, "fatal" => if fatal { "true" } else { "false" })

@@ -28,6 +28,7 @@
 //! | `patter_tool_errors_total` | counter | `tool`, `type` |
 //! | `patter_engine_connect_seconds` | histogram | `engine`, `outcome` |
 //! | `patter_engine_errors_total` | counter | `engine`, `fatal` |
+//! | `patter_engine_reconnects_total` | counter | `engine`, `cause` (`lost`, `stalled`), `outcome` (`ok`, `failed`) |
 //! | `patter_barge_ins_total` | counter | |
 //! | `patter_frames_total` | counter | `direction` (`in`, `out`, `malformed`) |
 //! | `patter_engine_tokens_total` | counter | `kind` |

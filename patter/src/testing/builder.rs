@@ -21,6 +21,9 @@ use crate::tool::{
     ToolSetError,
 };
 
+/// A silence no test reaches: stall detection off.
+const NEVER: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Sets up a [`TestCall`]; [`TestCall::new`] starts one.
 #[must_use = "a test call runs once `.start().await` is called"]
 pub struct TestCallBuilder {
@@ -32,6 +35,7 @@ pub struct TestCallBuilder {
     direction: Direction,
     parameters: Vec<(String, String)>,
     limits: Limits,
+    detect_stalls: bool,
     hooks: Hooks,
     system_tools: bool,
     replacements: Vec<Replacement>,
@@ -57,6 +61,7 @@ impl TestCall {
             direction: Direction::Inbound,
             parameters: Vec::new(),
             limits: Limits::default(),
+            detect_stalls: false,
             hooks: Hooks::default(),
             system_tools: true,
             replacements: Vec::new(),
@@ -103,6 +108,15 @@ impl TestCallBuilder {
     /// (`url_env`, `secret_env`), for this call only: the process environment is untouched.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Treats the scripted engine like a real one that may stall: silent for
+    /// [`Limits::engine_stall`] while it owes an answer, it is given up, and the call ends
+    /// with the apology (the scripted engine opens once). Off by default: a scripted engine
+    /// says only what the test scripts, and a test may leave it silent for an hour.
+    pub fn detect_stalls(mut self) -> Self {
+        self.detect_stalls = true;
         self
     }
 
@@ -204,9 +218,14 @@ impl TestCallBuilder {
             refuse_hang_up: self.refuse_hang_up,
             refuse_transfer: self.refuse_transfer,
         };
+        let mut limits = self.limits;
+        if !self.detect_stalls {
+            // The scripted engine says only what the test scripts: its silence is no stall.
+            limits.engine_stall = NEVER;
+        }
         let env = CallEnv::new(agent)
             .hooks(self.hooks)
-            .limits(self.limits)
+            .limits(limits)
             .system_tools(self.system_tools)
             .control(Arc::new(control))
             .shutdown_signal(shutdown_rx);

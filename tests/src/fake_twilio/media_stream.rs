@@ -42,6 +42,8 @@ struct State {
     account_sid: String,
     // What the server sends.
     received: Vec<Value>,
+    /// When each `media` message arrived.
+    media_at: Vec<std::time::Instant>,
     marks_received: Vec<String>,
     pending: VecDeque<String>,
     echoed: Vec<String>,
@@ -422,6 +424,12 @@ impl MediaStream {
     }
 
     /// The names of every `mark` the server sent, in order.
+    /// When each `media` message arrived, in order: the gaps are what the caller heard as
+    /// silence between the agent's audio.
+    pub fn media_arrivals(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared.state).media_at.clone()
+    }
+
     pub fn marks_received(&self) -> Vec<String> {
         lock(&self.shared.state).marks_received.clone()
     }
@@ -621,6 +629,7 @@ fn on_text(shared: &Shared, text: &str) {
     }
     st.received.push(msg.clone());
     match msg["event"].as_str() {
+        Some("media") => st.media_at.push(std::time::Instant::now()),
         Some("mark") => {
             if let Some(name) = msg["mark"]["name"].as_str() {
                 st.marks_received.push(name.to_owned());

@@ -53,10 +53,18 @@ pub struct Options {
     pub engine_kind: EngineKind,
 }
 
+/// The limits of a test call: the defaults, but the fake engine's silence is no stall (it
+/// says only what a test makes it say); the tests about stalls set their own.
+pub fn test_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.engine_stall = Duration::from_secs(3600);
+    limits
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
-            limits: Limits::default(),
+            limits: test_limits(),
             configure: Box::new(|p| p),
             config: Box::new(|c| c),
             engine: None,
@@ -74,7 +82,7 @@ impl Harness {
 
     /// A harness whose limits `set` adjusts.
     pub async fn with_limits(agent: impl Agent, set: impl FnOnce(&mut Limits)) -> Harness {
-        let mut limits = Limits::default();
+        let mut limits = test_limits();
         set(&mut limits);
         Harness::start_with(
             agent,

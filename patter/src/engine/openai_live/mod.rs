@@ -646,6 +646,15 @@ impl EngineSession for LiveSession {
                     // Its response failed; the server takes no result for it.
                     return Ok(());
                 }
+                if !self.backend.calls.contains_key(call_id) {
+                    // A call of a session this one replaced: the backend does not know it,
+                    // so the voice model is told the result as silent context.
+                    let note = format!(
+                        "A tool call made before the connection was restored has finished. \
+                         Its result: {output}"
+                    );
+                    return self.send_text(wire::thinking(&note)).await;
+                }
                 self.backend.calls.remove(call_id);
                 self.send_text(wire::function_call_output(call_id, output))
                     .await?;

@@ -62,19 +62,53 @@ pub fn session_start(setup: &EngineSetup, backend_model: &str) -> String {
     if !tools.is_empty() {
         responses["tools"] = Value::Array(tools);
     }
-    json!({
-        "type": "session.start",
-        "session": {
-            "model": setup.model,
-            "instructions": setup.instructions,
-            "audio": {
-                "format": format_json(setup.audio),
-                "output": { "voice": setup.voice }
-            },
-            "delegation": { "type": "responses", "responses": responses }
-        }
-    })
-    .to_string()
+    let mut session = json!({
+        "model": setup.model,
+        "instructions": setup.instructions,
+        "audio": {
+            "format": format_json(setup.audio),
+            "output": { "voice": setup.voice }
+        },
+        "delegation": { "type": "responses", "responses": responses }
+    });
+    let input = history_input(&setup.history);
+    if !input.is_empty() {
+        session["input"] = Value::Array(input);
+    }
+    json!({ "type": "session.start", "session": session }).to_string()
+}
+
+/// How many items `session.start` takes in `input`.
+const MAX_INPUT_ITEMS: usize = 128;
+
+/// The conversation so far as `session.start` input (a session that continues a call): the
+/// words of both sides as messages, the latest 128. The backend's tool calls belong to the
+/// lost session; their results reach the new one as silent context (see `thinking`).
+fn history_input(history: &[crate::engine::HistoryItem]) -> Vec<Value> {
+    use crate::engine::HistoryItem;
+    let messages: Vec<Value> = history
+        .iter()
+        .filter_map(|item| {
+            let (role, kind, text) = match item {
+                HistoryItem::Caller(text) => ("user", "input_text", text),
+                HistoryItem::Agent(text) => ("assistant", "output_text", text),
+                _ => return None,
+            };
+            Some(json!({
+                "type": "message",
+                "role": role,
+                "content": [{ "type": kind, "text": text }]
+            }))
+        })
+        .collect();
+    let skip = messages.len().saturating_sub(MAX_INPUT_ITEMS);
+    messages.into_iter().skip(skip).collect()
+}
+
+/// Silent context for the voice model (no delegation).
+pub fn thinking(content: &str) -> String {
+    json!({ "type": "session.thinking.append", "delegation_id": null, "content": content })
+        .to_string()
 }
 
 const APPEND_HEAD: &str = r#"{"type":"session.input_audio.append","audio":""#;

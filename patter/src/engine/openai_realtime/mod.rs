@@ -172,6 +172,13 @@ impl Engine for OpenAiRealtime {
             .send(Message::text(update))
             .await
             .map_err(|e| EngineError::Io(format!("session.update could not be sent: {e}")))?;
+        // A continued call: the conversation so far, before anything else is said.
+        for item in wire::history_items(&setup.history) {
+            socket
+                .send(Message::text(item))
+                .await
+                .map_err(|e| EngineError::Io(format!("the history could not be sent: {e}")))?;
+        }
         Ok(RealtimeSession { socket })
     }
 }

@@ -112,6 +112,35 @@ pub fn message_item(role: &str, text: &str) -> String {
     .to_string()
 }
 
+/// The conversation so far as `conversation.item.create` messages, in order (a session
+/// that continues a call): words as messages, tool calls as `function_call` items and their
+/// results as `function_call_output` items.
+pub fn history_items(history: &[crate::engine::HistoryItem]) -> Vec<String> {
+    use crate::engine::HistoryItem;
+    history
+        .iter()
+        .map(|item| match item {
+            HistoryItem::Caller(text) => message_item("user", text),
+            HistoryItem::Agent(text) => message_item("assistant", text),
+            HistoryItem::ToolCall {
+                call_id,
+                name,
+                arguments,
+            } => json!({
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "function_call",
+                    "call_id": call_id,
+                    "name": name,
+                    "arguments": arguments
+                }
+            })
+            .to_string(),
+            HistoryItem::ToolOutput { call_id, output } => function_call_output(call_id, output),
+        })
+        .collect()
+}
+
 /// Asks the model to respond.
 pub fn response_create() -> String {
     r#"{"type":"response.create"}"#.to_owned()
