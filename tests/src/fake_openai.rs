@@ -80,6 +80,7 @@ enum Command {
     Close,
     DropTcp,
     GoSilent,
+    SendRaw(String),
 }
 
 /// GPT-Live: the backend's work as the server counts it, to refuse what the real server
@@ -755,6 +756,9 @@ async fn handle_connection(stream: TcpStream, shared: Arc<Shared>) {
                     break;
                 }
                 Some(Command::GoSilent) => lock(&conn.state).silent = true,
+                Some(Command::SendRaw(text)) => {
+                    let _ = ws.send(Message::text(text)).await;
+                }
                 Some(Command::DropTcp) | None => {
                     end_conn(&conn, &shared, ConnEnd::ServerDropped);
                     break;
@@ -1223,6 +1227,11 @@ impl ConnHandle {
     /// Closes the connection from the server side with a clean close frame (code 1000).
     pub fn close(&self) {
         let _ = self.conn.cmd.send(Command::Close);
+    }
+
+    /// Sends `text` as a text frame exactly as given (malformed JSON, say).
+    pub fn send_raw(&self, text: impl Into<String>) {
+        let _ = self.conn.cmd.send(Command::SendRaw(text.into()));
     }
 
     /// From now on this connection sends nothing (what is queued and every reply is

@@ -481,3 +481,26 @@ async fn reconnects_are_capped_per_call_then_the_caller_hears_the_apology() {
         "{updates:?}"
     );
 }
+
+#[tokio::test]
+async fn a_burst_of_malformed_json_is_counted_and_the_call_goes_on() {
+    let mut h = harness(Limits::default().engine_stall).await;
+    let call = h.call(9).await;
+    let conn = h.engine_conn(0).await;
+    conn.wait_for_event("response.create", WAIT)
+        .await
+        .expect("the greeting");
+    for i in 0..50 {
+        conn.send_raw(format!(
+            "{{\"type\":\"response.output_audio.delta\",\"delta\":{i}"
+        ));
+    }
+    let audio = agent_audio(3);
+    conn.send_audio_response("resp_g", "item_g", &refs(&audio), "Hello!");
+    wait_media(&call, 3).await;
+    call.stream.send_stop().await.expect("stop");
+    let end = h.next_end().await;
+    assert_eq!(end.reason, EndReason::StreamStopped);
+    assert_eq!(end.metrics.malformed_frames, 50);
+    assert!(end.reconnects.is_empty());
+}

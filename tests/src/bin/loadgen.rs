@@ -7,7 +7,22 @@
 //! ```
 //!
 //! Flags (defaults): `--levels 1,50,100,200`, `--modes pcmu,pcm24k`, `--engines realtime`
-//! (`realtime`, `gpt-live`), `--secs 30`, `--warmup-secs 5`, `--tool-every-secs 5`.
+//! (`realtime`, `gpt-live`), `--secs 30`, `--warmup-secs 5`, `--tool-every-secs 5`,
+//! `--chaos 0`.
+//!
+//! **Chaos mode** (`--chaos SHARE`, e.g. `--levels 100 --secs 120 --chaos 0.2`): that
+//! share of calls, picked at random, have their engine connection killed (dropped without
+//! a close frame) or stalled (it reads on and sends nothing), half each, at a random moment
+//! of the window. Patter replaces the session; the fake engine greets only a call's first
+//! session, takes the replayed conversation, and numbers each tool run (the tool's result
+//! carries its run), so that a replayed result is told from a second run. The line gets a
+//! `chaos` object: calls `affected` and `recovered` (echoes came back after the fault and
+//! patter did not end the call), each affected call's `longest_silence_ms` (p50/p99/max, the
+//! longest gap between two pieces of audio the caller heard in the window; and the longest
+//! of the calls not affected), frames lost in reconnects (in flight to the failing
+//! session: found lost within 5 s of the fault) and outside them, and duplicate tool runs.
+//! Targets, checked by the exit code: ≥ 99 % recovered, longest silence ≤ 3 s, 0 frames
+//! lost outside reconnects, 0 duplicate runs.
 //!
 //! With `gpt-live` the fake engine speaks GPT-Live (`/v1/live/sessions`): it answers
 //! `session.start`, echoes each `session.input_audio.append` as a
@@ -101,6 +116,11 @@ const OPENAI_KEY: &str = "sk-load-openai-key-not-real-0123";
 /// What Twilio is configured with: a TLS proxy in front of the loopback server.
 const PUBLIC_URL: &str = "https://agent.example.com";
 const TOOL_NAME: &str = "load_lookup";
+/// The tool's runs in the server process.
+static TOOL_RUNS: AtomicU64 = AtomicU64::new(0);
+/// Chaos mode: frames found lost this soon after their call's fault were in flight to the
+/// failing session (patter replaces one within `Limits::reconnect_within`, 4 s).
+const RECONNECT_WINDOW: Duration = Duration::from_secs(5);
 /// The hidden subcommand that runs the server.
 const SERVE: &str = "serve";
 
@@ -402,9 +422,11 @@ struct Opts {
     secs: u64,
     warmup_secs: u64,
     tool_every_secs: u64,
+    /// The share of calls whose engine connection is killed or stalled (0: none).
+    chaos: f64,
 }
 
-const USAGE: &str = "usage: loadgen [--levels N,N,… (1,50,100,200)] [--modes pcmu,pcm24k (both)] [--engines|--engine realtime,gpt-live (realtime)] [--secs S (30)] [--warmup-secs S (5)] [--tool-every-secs S (5)]";
+const USAGE: &str = "usage: loadgen [--levels N,N,… (1,50,100,200)] [--modes pcmu,pcm24k (both)] [--engines|--engine realtime,gpt-live (realtime)] [--secs S (30)] [--warmup-secs S (5)] [--tool-every-secs S (5)] [--chaos SHARE (0)]";
 
 impl Opts {
     fn parse(args: impl Iterator<Item = String>) -> Result<Opts, String> {
@@ -415,6 +437,7 @@ impl Opts {
             secs: 30,
             warmup_secs: 5,
             tool_every_secs: 5,
+            chaos: 0.0,
         };
         load::read_flags(args, USAGE, |name, v| {
             Some(match name {
@@ -441,6 +464,7 @@ impl Opts {
                 "--tool-every-secs" => {
                     set_parsed(&mut opts.tool_every_secs, v) && opts.tool_every_secs > 0
                 }
+                "--chaos" => set_parsed(&mut opts.chaos, v) && (0.0..=1.0).contains(&opts.chaos),
                 _ => return None,
             })
         })?;
@@ -515,7 +539,9 @@ fn agent(audio: Mode) -> Result<AgentSpec, String> {
         TOOL_NAME,
         "Look up a load-test record.",
         |args: LookupArgs, call: CallContext| async move {
-            Json(json!({ "call": call.call_id(), "k": args.k, "ok": true }))
+            // Each run numbered: the chaos mode tells a replayed result from a second run.
+            let run = TOOL_RUNS.fetch_add(1, Ordering::Relaxed);
+            Json(json!({ "call": call.call_id(), "k": args.k, "ok": true, "run": run }))
         },
     );
     let tools = ToolSet::builder()
@@ -804,6 +830,24 @@ struct Level {
     tools_wrong: AtomicU64,
     tool_rtt_us: Mutex<Vec<u32>>,
     problems: Notes,
+    chaos: Chaos,
+}
+
+/// Chaos mode's faults and what they did.
+#[derive(Default)]
+struct Chaos {
+    /// The share of calls to hit; 0 for none.
+    share: f64,
+    /// Seconds from a call's engine session to the end of the window, less a margin: the
+    /// fault comes at random within the window.
+    warmup_secs: u64,
+    secs: u64,
+    /// Calls whose engine session has started at least once (a later one is a reconnect).
+    sessions: Mutex<std::collections::HashSet<String>>,
+    /// The calls hit: when, and how (`kill`, `stall`).
+    faults: Mutex<std::collections::HashMap<String, (Instant, &'static str)>>,
+    /// The runs of each tool call whose result an engine saw (a replay repeats a run).
+    runs: Mutex<std::collections::HashMap<String, std::collections::HashSet<u64>>>,
 }
 
 impl Level {
@@ -911,6 +955,7 @@ async fn engine_conn(level: Arc<Level>, tcp: TcpStream, index: usize) {
     let Some(call_sid) = started else {
         return;
     };
+    let fault = chaos_fault(&level, &call_sid, index);
     let mut conn = EngineConn {
         level: &level,
         index,
@@ -918,8 +963,55 @@ async fn engine_conn(level: Arc<Level>, tcp: TcpStream, index: usize) {
         events: 0,
         tools: 0,
         pending: Vec::new(),
+        fault,
+        stalled: false,
     };
     conn.run(&mut ws).await;
+}
+
+/// What a misbehaving engine does to its call in chaos mode.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// The connection drops mid-call.
+    Kill,
+    /// It stays open, and nothing more comes.
+    Stall,
+}
+
+/// Chaos mode: whether this call's first engine session fails, when, and how. Calls are
+/// picked at random with the configured share; kills and stalls alternate; the moment is
+/// at random within the measurement window (the session starts about when the warm-up
+/// does).
+fn chaos_fault(
+    level: &Level,
+    call_sid: &str,
+    index: usize,
+) -> Option<(tokio::time::Instant, Fault)> {
+    let chaos = &level.chaos;
+    if chaos.share <= 0.0 || lock(&chaos.faults).contains_key(call_sid) {
+        return None;
+    }
+    // A reconnect of a call already hit is left alone: one fault per call. The dice: a
+    // SplitMix64 sequence seeded with the connection and the clock.
+    let mut state = (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ now_us();
+    let mut random = |bound: u64| {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % bound.max(1)
+    };
+    if (random(1_000_000) as f64) >= chaos.share * 1_000_000.0 || index >= 1_000_000 {
+        return None;
+    }
+    let window_ms = chaos.secs.saturating_sub(8) * 1000;
+    let at = Duration::from_secs(chaos.warmup_secs + 2) + Duration::from_millis(random(window_ms));
+    let fault = if random(2) == 0 {
+        Fault::Kill
+    } else {
+        Fault::Stall
+    };
+    Some((tokio::time::Instant::now() + at, fault))
 }
 
 /// The session's start: `session.created`, patter's `session.update` (checked), then
@@ -973,7 +1065,10 @@ async fn engine_session(level: &Level, ws: &mut Ws, index: usize) -> Option<Stri
         &format!("item_greeting_{index}"),
         &level.payloads.greeting,
     );
-    send_session_start(level, ws, index, [updated, greeting]).await?;
+    // A session that replaces a lost one (chaos mode) is not asked to greet: it does not.
+    let first = lock(&level.chaos.sessions).insert(call_sid.clone());
+    let greeting = first.then_some(greeting);
+    send_session_start(level, ws, index, std::iter::once(updated).chain(greeting)).await?;
     Some(call_sid)
 }
 
@@ -1032,7 +1127,7 @@ async fn send_session_start(
     level: &Level,
     ws: &mut Ws,
     index: usize,
-    events: [Value; 2],
+    events: impl IntoIterator<Item = Value>,
 ) -> Option<()> {
     for event in events {
         if ws.send(Message::text(event.to_string())).await.is_err() {
@@ -1055,14 +1150,60 @@ struct EngineConn<'a> {
     tools: u64,
     /// Tool calls not answered yet: (k, when sent).
     pending: Vec<(u64, Instant)>,
+    /// Chaos mode: what happens to this session, and when.
+    fault: Option<(tokio::time::Instant, Fault)>,
+    /// Stalled: it reads on, and sends nothing.
+    stalled: bool,
 }
 
 impl EngineConn<'_> {
+    /// Chaos mode: records a tool result's run wherever it lands; `true` if it is the first
+    /// result of a call this session made (the usual bookkeeping follows). A call of a lost
+    /// session answered here counts as answered; a replayed result (a run already seen) is
+    /// not counted again, and a second run is a duplicate, reported.
+    fn first_sight_of_result(&mut self, item: &Value) -> bool {
+        let level = self.level;
+        let call_id = item["call_id"].as_str().unwrap_or_default();
+        let run = item["output"]
+            .as_str()
+            .and_then(|o| serde_json::from_str::<Value>(o).ok())
+            .and_then(|o| o["run"].as_u64());
+        let first = {
+            let mut runs = lock(&level.chaos.runs);
+            let seen = runs.entry(call_id.to_owned()).or_default();
+            let first = seen.is_empty();
+            seen.extend(run);
+            first
+        };
+        let own = call_id.starts_with(&format!("call_{}_", self.index));
+        if first && !own {
+            level.tools_answered.fetch_add(1, Ordering::SeqCst);
+            level.wake();
+        }
+        first && own
+    }
+
     async fn run(&mut self, ws: &mut Ws) {
         let every = self.level.tool_every;
         let mut tools = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let fault_at = self.fault.map(|(at, _)| at);
+        let fault = tokio::time::sleep_until(fault_at.unwrap_or_else(tokio::time::Instant::now));
+        tokio::pin!(fault);
         loop {
             tokio::select! {
+                () = &mut fault, if self.fault.is_some() => {
+                    let Some((_, kind)) = self.fault.take() else { continue };
+                    let name = match kind {
+                        Fault::Kill => "kill",
+                        Fault::Stall => "stall",
+                    };
+                    lock(&self.level.chaos.faults).insert(self.call_sid.clone(), (Instant::now(), name));
+                    match kind {
+                        // Dropped without a close frame, as a failed connection is.
+                        Fault::Kill => return,
+                        Fault::Stall => self.stalled = true,
+                    }
+                }
                 incoming = ws.next() => match incoming {
                     Some(Ok(Message::Text(text))) => {
                         if self.on_client_event(ws, text.as_str()).await.is_err() {
@@ -1074,7 +1215,7 @@ impl EngineConn<'_> {
                     Some(Ok(_)) => {}
                 },
                 _ = tools.tick() => {
-                    if self.level.phase() <= Phase::Measure && self.call_tool(ws).await.is_err() {
+                    if !self.stalled && self.level.phase() <= Phase::Measure && self.call_tool(ws).await.is_err() {
                         break;
                     }
                 }
@@ -1096,6 +1237,10 @@ impl EngineConn<'_> {
                 return Ok(());
             }
         };
+        if self.stalled {
+            // Reads, and says nothing (patter closes it once it has given up on it).
+            return Ok(());
+        }
         if head.kind == "input_audio_buffer.append" || head.kind == "session.input_audio.append" {
             let Some(audio) = head.audio else {
                 self.level
@@ -1131,6 +1276,11 @@ impl EngineConn<'_> {
             {
                 self.on_tool_output(&event["item"]);
             }
+            // A replacement session's replay of the conversation (chaos mode).
+            "conversation.item.create"
+                if self.level.chaos.share > 0.0
+                    && (event["item"]["type"] == "message"
+                        || event["item"]["type"] == "function_call") => {}
             other => self.level.problems.note(format!(
                 "{}: unexpected client event {other}",
                 self.call_sid
@@ -1229,6 +1379,9 @@ impl EngineConn<'_> {
     }
 
     fn on_tool_output(&mut self, item: &Value) {
+        if self.level.chaos.share > 0.0 && !self.first_sight_of_result(item) {
+            return;
+        }
         let k = item["call_id"]
             .as_str()
             .and_then(|id| id.strip_prefix(&format!("call_{}_", self.index)))
@@ -1287,6 +1440,15 @@ struct CallOutcome {
     window_garbled: u64,
     /// The round trips of the window's frames, µs.
     rtt_us: Vec<u32>,
+    /// The call, and (chaos mode) the longest silence the caller heard in the window, the
+    /// window's frames lost in a reconnect (found lost within [`RECONNECT_WINDOW`] of the
+    /// call's fault), when the last
+    /// echo came, and whether patter closed the stream before the caller hung up.
+    call_sid: String,
+    longest_gap_us: u32,
+    lost_in_reconnects: u64,
+    last_echo: Option<Instant>,
+    closed_early: bool,
 }
 
 struct Call<'a> {
@@ -1300,6 +1462,8 @@ struct Call<'a> {
     next: u64,
     /// The window: the first frame sent in it, and the first after it.
     window: (Option<u64>, Option<u64>),
+    /// When the last audio came from patter.
+    last_audio: Option<Instant>,
     streaming: bool,
     stop_sent: bool,
     closed: bool,
@@ -1323,6 +1487,7 @@ async fn call_task(
         sent_at: Box::new([0; TAGS as usize]),
         next: 0,
         window: (None, None),
+        last_audio: None,
         streaming: true,
         stop_sent: false,
         closed: false,
@@ -1356,6 +1521,7 @@ impl Call<'_> {
         phase: &mut watch::Receiver<Phase>,
         give_up: tokio::time::Instant,
     ) {
+        self.out.call_sid = caller.call_sid.clone();
         let mut tick = tokio::time::interval(FRAME_PERIOD);
         let give_up = tokio::time::sleep_until(give_up);
         tokio::pin!(give_up);
@@ -1387,6 +1553,7 @@ impl Call<'_> {
                     }
                     Some(Ok(Message::Close(_))) => {
                         if !self.stop_sent {
+                            self.out.closed_early = true;
                             self.note(&caller, "patter closed the stream before stop");
                         }
                         // Read on until the socket ends: tungstenite answers the close.
@@ -1473,6 +1640,14 @@ impl Call<'_> {
 
     fn on_audio(&mut self, caller: &Caller, payload: &str) {
         let level = self.level;
+        // The silence before this audio, as the caller heard it.
+        let now = Instant::now();
+        let gap = self.last_audio.map_or(Duration::ZERO, |last| now - last);
+        self.last_audio = Some(now);
+        if self.window.0.is_some() && self.window.1.is_none() {
+            let us = u32::try_from(gap.as_micros()).unwrap_or(u32::MAX);
+            self.out.longest_gap_us = self.out.longest_gap_us.max(us);
+        }
         if payload == level.payloads.greeting_heard {
             if self.out.setup_us.is_some() {
                 self.note(caller, "a second greeting");
@@ -1500,6 +1675,12 @@ impl Call<'_> {
         };
         match seq {
             Some(seq) if seq >= self.next && seq < self.out.sent => {
+                // Frames passed over soon after the call's fault went to the engine session
+                // that failed (chaos mode): lost in a reconnect.
+                if seq > self.next && self.in_window(seq) && self.just_faulted(caller, now) {
+                    self.out.lost_in_reconnects += seq - self.next.max(self.window.0.unwrap_or(0));
+                }
+                self.out.last_echo = Some(now);
                 self.next = seq + 1;
                 self.out.matched += 1;
                 level.echoes.fetch_add(1, Ordering::Relaxed);
@@ -1518,6 +1699,14 @@ impl Call<'_> {
             }
         }
         self.check_drained();
+    }
+
+    /// Chaos mode: whether this call's engine failed within [`RECONNECT_WINDOW`] of `now`.
+    fn just_faulted(&self, caller: &Caller, now: Instant) -> bool {
+        self.level.chaos.share > 0.0
+            && lock(&self.level.chaos.faults)
+                .get(&caller.call_sid)
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) <= RECONNECT_WINDOW)
     }
 
     fn in_window(&self, seq: u64) -> bool {
@@ -1658,10 +1847,54 @@ struct Report {
     server_log_lines: u64,
     rest_requests: usize,
     health_calls_after: Option<u64>,
+    /// Chaos mode only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chaos: Option<ChaosReport>,
+}
+
+/// What chaos mode did and what came of it.
+#[derive(Serialize)]
+struct ChaosReport {
+    /// The share of calls picked.
+    share: f64,
+    /// Calls whose engine connection was killed or stalled, of each kind.
+    affected: usize,
+    kills: usize,
+    stalls: usize,
+    /// Of those, calls whose audio came back (echoes after the fault) and that patter did
+    /// not end.
+    recovered: usize,
+    /// Each affected call's longest silence in the window, p50/p99/max.
+    longest_silence_ms: Quantiles,
+    /// The longest silence of any call not affected.
+    unaffected_longest_silence_ms: Option<f64>,
+    /// Frames lost across a reconnect (in flight to the lost session), and elsewhere.
+    frames_lost_in_reconnects: u64,
+    frames_lost_outside_reconnects: u64,
+    /// Tool calls run more than once.
+    duplicate_tool_runs: u64,
+}
+
+impl ChaosReport {
+    fn passed(&self) -> bool {
+        self.recovered * 100 >= self.affected * 99
+            && self.longest_silence_ms.max.is_none_or(|ms| ms <= 3000.0)
+            && self.frames_lost_outside_reconnects == 0
+            && self.duplicate_tool_runs == 0
+    }
 }
 
 impl Report {
     fn passed(&self) -> bool {
+        if let Some(chaos) = &self.chaos {
+            return chaos.passed()
+                && self.frames_garbled == 0
+                && self.tool_rtt_ms.answered == self.tool_rtt_ms.count
+                && self.calls_up == self.calls
+                && self.setup_failures == 0
+                && self.problems == 0
+                && self.health_calls_after == Some(0);
+        }
         self.frames_lost == 0
             && self.frames_garbled == 0
             && self.all_frames.lost == 0
@@ -1672,6 +1905,42 @@ impl Report {
             && self.setup_failures == 0
             && self.problems == 0
             && self.health_calls_after == Some(0)
+    }
+}
+
+/// Chaos mode's figures, from the faults the engine made and what each caller heard.
+fn chaos_report(level: &Level, outcomes: &[CallOutcome], window_lost: u64) -> ChaosReport {
+    let faults = lock(&level.chaos.faults).clone();
+    let mut gaps = Vec::new();
+    let mut unaffected: Option<u32> = None;
+    let (mut recovered, mut in_reconnects) = (0, 0);
+    for o in outcomes {
+        in_reconnects += o.lost_in_reconnects;
+        match faults.get(&o.call_sid) {
+            Some((at, _)) => {
+                gaps.push(o.longest_gap_us);
+                if !o.closed_early && o.last_echo.is_some_and(|echo| echo > *at) {
+                    recovered += 1;
+                }
+            }
+            None => unaffected = unaffected.max(Some(o.longest_gap_us)),
+        }
+    }
+    let duplicates = lock(&level.chaos.runs)
+        .values()
+        .map(|runs| runs.len().saturating_sub(1) as u64)
+        .sum();
+    ChaosReport {
+        share: level.chaos.share,
+        affected: faults.len(),
+        kills: faults.values().filter(|(_, kind)| *kind == "kill").count(),
+        stalls: faults.values().filter(|(_, kind)| *kind == "stall").count(),
+        recovered,
+        longest_silence_ms: Quantiles::of(&mut gaps),
+        unaffected_longest_silence_ms: unaffected.map(|us| ms(f64::from(us))),
+        frames_lost_in_reconnects: in_reconnects,
+        frames_lost_outside_reconnects: window_lost.saturating_sub(in_reconnects),
+        duplicate_tool_runs: duplicates,
     }
 }
 
@@ -1712,6 +1981,12 @@ async fn run_level(
         tools_wrong: AtomicU64::new(0),
         tool_rtt_us: Mutex::new(Vec::new()),
         problems: Notes::default(),
+        chaos: Chaos {
+            share: opts.chaos,
+            warmup_secs: opts.warmup_secs,
+            secs: opts.secs,
+            ..Chaos::default()
+        },
     });
 
     // The fake engine and a fresh server.
@@ -1899,7 +2174,23 @@ async fn run_level(
         server_log_lines,
         rest_requests: rest.requests().len().saturating_sub(rest_before),
         health_calls_after: health_after,
+        chaos: (opts.chaos > 0.0)
+            .then(|| chaos_report(&level, &outcomes, w_sent - w_matched - w_garbled)),
     };
+    if let Some(chaos) = &report.chaos {
+        eprintln!(
+            "  chaos: {}/{} affected calls recovered ({} kills, {} stalls); longest silence p99 {:?} ms, max {:?} ms; frames lost in reconnects {}, outside {}; duplicate tool runs {}",
+            chaos.recovered,
+            chaos.affected,
+            chaos.kills,
+            chaos.stalls,
+            chaos.longest_silence_ms.p99,
+            chaos.longest_silence_ms.max,
+            chaos.frames_lost_in_reconnects,
+            chaos.frames_lost_outside_reconnects,
+            chaos.duplicate_tool_runs
+        );
+    }
     let unreadable = level.engine_unreadable.load(Ordering::Relaxed);
     eprintln!(
         "  {} frames in the window, {} lost, {} garbled ({unreadable} unreadable at the engine); server {:.0}% CPU, peak RSS {peak_rss} KiB; /health after: {health_after:?}",
