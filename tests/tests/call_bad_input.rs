@@ -549,7 +549,7 @@ async fn a_fatal_engine_error_ends_the_call_over_rest() {
     let conn = h.engine_conn(0).await;
     assert_relays(&call, &conn, 20, 13).await;
     let message = "Your session hit the maximum duration of 60 minutes.";
-    conn.send(error_event("session_expired", message));
+    conn.send(error_event("insufficient_quota", message));
     let end = assert_hung_up_over_rest(&mut h, &call).await;
     assert_eq!(
         end.reason,

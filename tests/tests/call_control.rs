@@ -223,7 +223,7 @@ async fn a_fatal_engine_error_ends_the_call_and_a_benign_one_does_not() {
         .await
         .expect("still relaying");
     conn.send(error_event(
-        "session_expired",
+        "insufficient_quota",
         "Your session hit the maximum duration.",
     ));
     call.stream.wait_closed(WAIT).await.expect("closed");

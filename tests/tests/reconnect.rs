@@ -504,3 +504,74 @@ async fn a_burst_of_malformed_json_is_counted_and_the_call_goes_on() {
     assert_eq!(end.metrics.malformed_frames, 50);
     assert!(end.reconnects.is_empty());
 }
+
+#[tokio::test]
+async fn an_engine_lost_before_its_tool_calling_response_ended_is_resumed_by_the_result() {
+    let mut h = harness(Duration::from_secs(3600)).await;
+    let call = h.call(10).await;
+    let conn = h.engine_conn(0).await;
+    greeted(&call, &conn).await;
+    conn.send(fake_openai::speech_stopped("item_c1", 900));
+    // The response calls the tool, and the engine is gone before it ends.
+    conn.send(fake_openai::response_created("resp_1"));
+    conn.send_all(fake_openai::function_call_events_at(
+        "resp_1",
+        0,
+        "item_call_8",
+        "call_8",
+        "slow_lookup",
+        r#"{"order_id":"8"}"#,
+    ));
+    tokio::time::timeout(WAIT, async {
+        while lookups("8") == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the tool starts");
+    conn.drop_tcp();
+    let next = h.engine_conn(1).await;
+    next.wait_for_event("response.create", WAIT)
+        .await
+        .expect("the model goes on");
+    // Not before the result: the model would see its call unanswered.
+    let events = next.events();
+    let result_at = events
+        .iter()
+        .position(|e| e["item"]["type"] == "function_call_output")
+        .unwrap_or_else(|| panic!("no result: {events:#?}"));
+    let resumed_at = events
+        .iter()
+        .position(|e| e["type"] == "response.create")
+        .unwrap_or_default();
+    assert!(result_at < resumed_at, "{events:#?}");
+    assert_eq!(
+        next.events_of_type("response.create").len(),
+        1,
+        "one response"
+    );
+    call.stream.send_stop().await.expect("stop");
+    let end = h.next_end().await;
+    assert_eq!(lookups("8"), 1, "the tool ran once");
+    assert_eq!(end.reconnects.len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_engine_session_is_replaced_and_the_call_goes_on() {
+    let mut h = harness(Duration::from_secs(3600)).await;
+    let call = h.call(11).await;
+    let conn = h.engine_conn(0).await;
+    greeted(&call, &conn).await;
+    conn.send(fake_openai::error_event(
+        "session_expired",
+        "Your session hit the maximum duration of 60 minutes.",
+    ));
+    let next = h.engine_conn(1).await;
+    next.wait_for_event("session.update", WAIT)
+        .await
+        .expect("a new session");
+    call.stream.send_stop().await.expect("stop");
+    let end = h.next_end().await;
+    assert_eq!(end.reason, EndReason::StreamStopped);
+    assert_eq!(end.reconnects.len(), 1);
+}

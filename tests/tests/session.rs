@@ -300,7 +300,7 @@ async fn a_benign_engine_error_is_logged_and_a_fatal_one_ends_the_call() {
         .await;
     let reply = call.model_calls("lookup", json!({ "order_id": "1" })).await;
     assert!(reply.continued(), "the call went on");
-    call.engine_fails("session_expired", "Your session expired.")
+    call.engine_fails("insufficient_quota", "Your session expired.")
         .await;
     let summary = call.ended().await;
     assert_eq!(

@@ -48,9 +48,17 @@ struct ToolItem {
 #[derive(Debug, Default)]
 pub(crate) struct History {
     tools: Vec<ToolItem>,
+    /// Where a caller's transcript entry (by index) belongs: when they stopped speaking.
+    caller_at: Vec<(usize, Duration)>,
 }
 
 impl History {
+    /// The caller's transcript entry number `index` was said by `at` (when the engine heard
+    /// them stop), whenever its transcript came.
+    pub(crate) fn caller_said(&mut self, index: usize, at: Duration) {
+        self.caller_at.push((index, at));
+    }
+
     /// The model called a tool at `at` (since the call started).
     pub(crate) fn tool_called(&mut self, at: Duration, call_id: &str, name: &str, args: &str) {
         self.tools.push(ToolItem {
@@ -80,15 +88,25 @@ impl History {
         max_bytes: usize,
     ) -> Vec<HistoryItem> {
         // Each entry with its time; a tool call and its result stay together (one entry).
+        let said_at = |index: usize| {
+            self.caller_at
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, at)| *at)
+        };
         let mut entries: Vec<(Duration, Vec<HistoryItem>)> = transcript
             .iter()
-            .filter(|e| !e.text.is_empty())
-            .map(|e| {
-                let item = match e.role {
-                    Role::Caller => HistoryItem::Caller(e.text.clone()),
-                    Role::Agent => HistoryItem::Agent(e.text.clone()),
+            .enumerate()
+            .filter(|(_, e)| !e.text.is_empty())
+            .map(|(index, e)| {
+                let (at, item) = match e.role {
+                    Role::Caller => (
+                        said_at(index).unwrap_or(e.at),
+                        HistoryItem::Caller(e.text.clone()),
+                    ),
+                    Role::Agent => (e.at, HistoryItem::Agent(e.text.clone())),
                 };
-                (e.at, vec![item])
+                (at, vec![item])
             })
             .collect();
         for tool in &self.tools {
@@ -178,8 +196,11 @@ pub(crate) const STALL_CHECK_EVERY: Duration = Duration::from_millis(200);
 const LISTEN_AFTER: Duration = Duration::from_millis(500);
 /// Caller speech the engine must have noticed.
 const VOICE_UNNOTICED: Duration = Duration::from_millis(1000);
-/// Caller silence after speech whose end the engine must have noticed.
-const SILENCE_UNNOTICED: Duration = Duration::from_millis(1500);
+/// Caller silence after speech whose end the engine must have noticed: longer than any
+/// voice-activity detector waits for the end of a turn.
+const SILENCE_UNNOTICED: Duration = Duration::from_secs(10);
+/// Silence that ends a stretch of the caller's speech (noise now and then does not add up).
+const SPEECH_BREAK: Duration = Duration::from_millis(300);
 const FRAME: Duration = Duration::from_millis(20);
 
 /// Watches for a stalled engine; see the module documentation.
@@ -190,8 +211,11 @@ pub(crate) struct StallWatch {
     seen: u64,
     quiet_since: Instant,
     listening: bool,
+    /// The caller's current stretch of speech, and the silence since they last spoke.
     voiced: Duration,
     silent_run: Duration,
+    /// The caller spoke since the engine was last heard from.
+    spoke: bool,
 }
 
 impl StallWatch {
@@ -204,6 +228,7 @@ impl StallWatch {
             listening: false,
             voiced: Duration::ZERO,
             silent_run: Duration::ZERO,
+            spoke: false,
         }
     }
 
@@ -220,7 +245,11 @@ impl StallWatch {
     /// A 20 ms frame of the caller, voiced or not (only called while [`Self::listening`]).
     pub(crate) fn caller_frame(&mut self, voiced: bool) {
         if voiced {
+            if self.silent_run >= SPEECH_BREAK {
+                self.voiced = Duration::ZERO;
+            }
             self.voiced += FRAME;
+            self.spoke = true;
             self.silent_run = Duration::ZERO;
         } else {
             self.silent_run += FRAME;
@@ -234,6 +263,7 @@ impl StallWatch {
         self.listening = false;
         self.voiced = Duration::ZERO;
         self.silent_run = Duration::ZERO;
+        self.spoke = false;
     }
 
     /// The periodic check: `true` if the engine is stalled.
@@ -248,10 +278,8 @@ impl StallWatch {
             return false;
         }
         owed.answer
-            || (!owed.hearing && self.voiced >= VOICE_UNNOTICED)
-            || (owed.hearing
-                && self.voiced > Duration::ZERO
-                && self.silent_run >= SILENCE_UNNOTICED)
+            || (!owed.hearing && self.voiced >= VOICE_UNNOTICED && self.silent_run < SPEECH_BREAK)
+            || (owed.hearing && self.spoke && self.silent_run >= SILENCE_UNNOTICED)
     }
 }
 
@@ -378,7 +406,46 @@ mod tests {
         for _ in 0..75 {
             hearing.caller_frame(false);
         }
-        assert!(hearing.check(start + Duration::from_millis(4100), owed));
+        assert!(
+            !hearing.check(start + Duration::from_millis(4100), owed),
+            "1.5 s of silence: a detector may still be waiting for the turn's end"
+        );
+        for _ in 0..450 {
+            hearing.caller_frame(false);
+        }
+        assert!(hearing.check(start + Duration::from_millis(14_000), owed));
+    }
+
+    #[test]
+    fn scattered_noise_is_not_speech() {
+        let start = Instant::now();
+        let mut watch = StallWatch::new(Duration::from_secs(2), start);
+        assert!(!watch.check(start + Duration::from_millis(600), Owed::default()));
+        // A loud frame now and then, for long: never a second of speech in a row.
+        for _ in 0..40 {
+            watch.caller_frame(true);
+            for _ in 0..20 {
+                watch.caller_frame(false);
+            }
+        }
+        assert!(!watch.check(start + Duration::from_secs(20), Owed::default()));
+    }
+
+    #[test]
+    fn the_callers_words_are_replayed_where_they_were_said_not_where_their_transcript_came() {
+        // The transcript of the caller's words came after the answer had started.
+        let transcript = [
+            said(Role::Agent, "Hello!", 0),
+            said(Role::Agent, "Let me book that.", 2000),
+            said(Role::Caller, "Book me for 3 pm.", 2500),
+        ];
+        let mut history = History::default();
+        history.caller_said(2, Duration::from_millis(1800));
+        history.tool_called(Duration::from_millis(2100), "c1", "book", "{}");
+        let replay = history.replay(&transcript, 100, 1 << 20);
+        assert_eq!(replay[1], HistoryItem::Caller("Book me for 3 pm.".into()));
+        assert_eq!(replay[2], HistoryItem::Agent("Let me book that.".into()));
+        assert!(matches!(&replay[3], HistoryItem::ToolCall { name, .. } if name == "book"));
     }
 
     #[test]

@@ -37,6 +37,9 @@ use crate::tool::{CallContext, ToolSet};
 /// past it the engine is taken not to be answering.
 const ANSWER_DUE_WITHIN: Duration = Duration::from_secs(2);
 
+/// Caller stops kept for transcripts still to come (a call without transcription has none).
+const MAX_STOPS_KEPT: usize = 8;
+
 /// The wait before a second attempt to replace a lost engine session; it doubles after each.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -102,14 +105,21 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
         Session {
             env,
             engine_kind: engine,
-            // The greeting is the session's to send, once.
-            setup: plan.setup.clone().first_message(None),
+            // The greeting is the session's to send, once; the tools' definitions are
+            // made again from the tools if they are needed.
+            setup: plan
+                .setup
+                .clone()
+                .first_message(None)
+                .tools(Vec::new()),
             history: History::default(),
             stall: StallWatch::new(env.limits.engine_stall, Instant::now()),
             reconnects_left: env.limits.reconnect_attempts,
             resume: false,
             hearing: false,
             awaiting_ready: true,
+            greeting_pending: None,
+            stops: std::collections::VecDeque::new(),
             relay: AudioRelay::new(plan.setup.audio),
             first_message: plan.setup.first_message,
             tools: plan.tools,
@@ -269,8 +279,8 @@ struct Session<'env, E: Engine, C: CarrierLeg> {
     env: &'env CallEnv,
     /// Opens a replacement when the session is lost or stalls.
     engine_kind: &'env E,
-    /// The setup the session was opened with, less the greeting; a replacement gets it
-    /// with the conversation so far.
+    /// The setup the session was opened with, less the greeting and the tools' definitions;
+    /// a replacement gets it with those and the conversation so far.
     setup: EngineSetup,
     /// The tool calls, for a replacement's replay.
     history: History,
@@ -284,6 +294,11 @@ struct Session<'env, E: Engine, C: CarrierLeg> {
     hearing: bool,
     /// The engine has not confirmed its configuration yet.
     awaiting_ready: bool,
+    /// The greeting was asked for and its response has not started: a replacement session
+    /// is asked again.
+    greeting_pending: Option<String>,
+    /// When the engine heard the caller stop, for each transcript still to come.
+    stops: std::collections::VecDeque<Duration>,
     ctx: CallContext,
     tools: ToolSet,
     first_message: Option<String>,
@@ -368,7 +383,9 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
                 // A lost or stalled engine is replaced, unless the call is already ending.
                 match ending.recoverable {
                     Some(cause) if self.closing.is_none() => {
-                        match self.reconnect(cause, ending).await {
+                        // Boxed: opening a session takes a large future, and every call
+                        // would otherwise carry room for it.
+                        match Box::pin(self.reconnect(cause, ending)).await {
                             Ok(()) => continue,
                             Err(ending) => break ending,
                         }
@@ -525,6 +542,7 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
             }
             EngineEvent::ResponseStarted { response_id } => {
                 self.response_requested = None;
+                self.greeting_pending = None;
                 if let Some((_, since)) = &mut self.speech_stopped {
                     since.push(response_id.to_string());
                 }
@@ -541,6 +559,8 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
                 item_id,
                 audio,
             } => {
+                // Speech has come: a greeting asked for is under way.
+                self.greeting_pending = None;
                 self.answered(&response_id);
                 self.clock.engine_audio(&response_id, Instant::now);
                 self.forward_agent_audio(&item_id, &audio).await
@@ -551,6 +571,11 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
             }
             EngineEvent::SpeechStopped => {
                 self.hearing = false;
+                if self.stops.len() == MAX_STOPS_KEPT {
+                    // No transcription: the caller's words never come.
+                    self.stops.pop_front();
+                }
+                self.stops.push_back(self.started.elapsed());
                 let now = Instant::now();
                 self.speech_stopped = Some((now, Vec::new()));
                 if let Some(turn) = self.clock.caller_stopped(now) {
@@ -587,6 +612,11 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
                 None
             }
             EngineEvent::UserTranscript { text } => {
+                // Replayed where the caller said it (when they stopped), not where its
+                // transcript came (often after the answer had started).
+                if let Some(at) = self.stops.pop_front() {
+                    self.history.caller_said(self.record.transcript.len(), at);
+                }
                 self.record(Role::Caller, text.into_owned());
                 None
             }
@@ -603,10 +633,17 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
                 let code = code.unwrap_or_default();
                 meters::engine_error(self.engine_name, fatal);
                 if fatal {
-                    error!(%code, %message, "engine error; ending the call");
-                    return Some(Ending::hanging_up(EndReason::EngineError {
-                        message: message.into_owned(),
-                    }));
+                    let mut ending = Ending::hanging_up(EndReason::EngineError {
+                        message: message.to_string(),
+                    });
+                    // The engine's own session limit: another session goes on with the call.
+                    if code == "session_expired" {
+                        warn!(%code, %message, "the engine session expired");
+                        ending.recoverable = Some(ReconnectCause::Lost);
+                    } else {
+                        error!(%code, %message, "engine error; ending the call");
+                    }
+                    return Some(ending);
                 }
                 // An engine's benign errors (a response already active, say): logged only. A
                 // refused request starts no response: messages waiting on one may go.
@@ -627,14 +664,18 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
     async fn ready(&mut self) -> Option<Ending> {
         self.awaiting_ready = false;
         if let Some(text) = self.first_message.take() {
+            // The greeting is the answer owed: nothing else to resume.
+            self.resume = false;
             self.asked_for_response();
-            return self
+            let sent = self
                 .send_engine(EngineCommand::SayVerbatim { text: &text })
                 .await;
+            self.greeting_pending = Some(text);
+            return sent;
         }
         if std::mem::take(&mut self.resume) {
             self.asked_for_response();
-            return self.send_engine(EngineCommand::ContinueAfterTools).await;
+            return self.send_engine(EngineCommand::Resume).await;
         }
         None
     }
@@ -958,20 +999,32 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
             }
         }
         let owed = self.owed().answer && !self.awaiting_ready;
+        let was_speaking = self.turns.is_responding();
         let next = self.turns.engine_replaced();
-        self.resume = self.resume || owed || next == Next::Continue;
-        let mut setup = self.setup.clone().history(self.history.replay(
-            &self.record.transcript,
-            limits.reconnect_history_items,
-            limits.reconnect_history_bytes,
-        ));
+        // A tool still running is what the model waits for: its result resumes it.
+        self.resume = self.resume || next == Next::Continue || (owed && next != Next::Wait);
+        // A greeting whose response never started is asked of the new session.
+        if let Some(greeting) = self.greeting_pending.take() {
+            self.first_message = Some(greeting);
+        }
+        let mut setup = self
+            .setup
+            .clone()
+            .tools(self.tools.definitions().cloned().collect())
+            .history(self.history.replay(
+                &self.record.transcript,
+                limits.reconnect_history_items,
+                limits.reconnect_history_bytes,
+            ));
         // Once the call has begun, the model is told it is resuming, not starting (a
         // session lost before its greeting went starts afresh, and greets).
         if self.first_message.is_none() {
             setup.instructions.push_str(recovery::RESUMED_NOTE);
         }
         let replayed = setup.history.len();
-        let deadline = began + limits.reconnect_within;
+        let deadline = began
+            .checked_add(limits.reconnect_within)
+            .unwrap_or_else(|| began + Duration::from_secs(3600));
         let mut attempts = 0u32;
         let mut backoff = RECONNECT_BACKOFF;
         let opened = loop {
@@ -995,7 +1048,7 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
                 break None;
             }
             tokio::time::sleep(wait).await;
-            backoff *= 2;
+            backoff = backoff.saturating_mul(2);
         };
         meters::engine_reconnected(self.engine_name, cause.kind(), opened.is_some());
         let Some(session) = opened else {
@@ -1015,6 +1068,13 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
         // A stalled session may not answer its close: it is closed on the side.
         tokio::spawn(close_within(old.close()));
         self.playback.engine_replaced();
+        if was_speaking && self.resume {
+            // The new session answers afresh: what the lost one said and the caller has not
+            // heard yet would only be said again.
+            if let Some(end) = carrier_result(self.carrier.send(CarrierCommand::Clear).await) {
+                return Err(end);
+            }
+        }
         self.hearing = false;
         self.awaiting_ready = true;
         self.stall.restart(Instant::now());

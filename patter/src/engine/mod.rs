@@ -438,6 +438,9 @@ pub enum EngineCommand<'a> {
         /// The words.
         text: &'a str,
     },
+    /// A session that replaced a lost one goes on from the conversation it was given (the
+    /// lost one owed an answer, or a result came for a call it made).
+    Resume,
     /// Respond once with these instructions (a goodbye, say); the session's own stay.
     Respond {
         /// The instructions.

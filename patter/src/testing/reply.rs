@@ -57,7 +57,10 @@ impl From<EngineCommand<'_>> for SentCommand {
                 call_id: call_id.to_owned(),
                 output: output.to_owned(),
             },
-            EngineCommand::ContinueAfterTools => SentCommand::ContinueAfterTools,
+            // A scripted engine opens once: no session of it resumes another.
+            EngineCommand::ContinueAfterTools | EngineCommand::Resume => {
+                SentCommand::ContinueAfterTools
+            }
             EngineCommand::SayVerbatim { text } => SentCommand::SayVerbatim {
                 text: text.to_owned(),
             },

@@ -648,12 +648,12 @@ impl EngineSession for LiveSession {
                 }
                 if !self.backend.calls.contains_key(call_id) {
                     // A call of a session this one replaced: the backend does not know it,
-                    // so the voice model is told the result as silent context.
+                    // so the voice model is handed the result to say in its own words.
                     let note = format!(
                         "A tool call made before the connection was restored has finished. \
-                         Its result: {output}"
+                         Tell the caller what it found, briefly. Its result: {output}"
                     );
-                    return self.send_text(wire::thinking(&note)).await;
+                    return self.send_text(wire::commentary(&note)).await;
                 }
                 self.backend.calls.remove(call_id);
                 self.send_text(wire::function_call_output(call_id, output))
@@ -667,6 +667,11 @@ impl EngineSession for LiveSession {
             }
             EngineCommand::SayVerbatim { text } => wire::say_verbatim(text),
             EngineCommand::Respond { instructions } => wire::act_now(instructions),
+            // A fresh session has no response of its own to go on from: it is told to.
+            EngineCommand::Resume => wire::act_now(
+                "Continue the conversation from where it stopped, without greeting the caller \
+                 again.",
+            ),
             // Text commands belong to text sessions, which `open` refuses.
             EngineCommand::CallerText { .. } | EngineCommand::AgentSaid { .. } => return Ok(()),
             // The model handles being talked over; there is nothing to cut.

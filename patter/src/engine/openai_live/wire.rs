@@ -83,7 +83,7 @@ const MAX_INPUT_ITEMS: usize = 128;
 
 /// The conversation so far as `session.start` input (a session that continues a call): the
 /// words of both sides as messages, the latest 128. The backend's tool calls belong to the
-/// lost session; their results reach the new one as silent context (see `thinking`).
+/// lost session; their results reach the new one as commentary.
 fn history_input(history: &[crate::engine::HistoryItem]) -> Vec<Value> {
     use crate::engine::HistoryItem;
     let messages: Vec<Value> = history
@@ -103,12 +103,6 @@ fn history_input(history: &[crate::engine::HistoryItem]) -> Vec<Value> {
         .collect();
     let skip = messages.len().saturating_sub(MAX_INPUT_ITEMS);
     messages.into_iter().skip(skip).collect()
-}
-
-/// Silent context for the voice model (no delegation).
-pub fn thinking(content: &str) -> String {
-    json!({ "type": "session.thinking.append", "delegation_id": null, "content": content })
-        .to_string()
 }
 
 const APPEND_HEAD: &str = r#"{"type":"session.input_audio.append","audio":""#;

@@ -238,7 +238,7 @@ impl EngineSession for RealtimeSession {
             }
             // Realtime speaks after tool results only when asked, and only once the
             // response that called them is done (else `conversation_already_has_active_response`).
-            EngineCommand::ContinueAfterTools => wire::response_create(),
+            EngineCommand::ContinueAfterTools | EngineCommand::Resume => wire::response_create(),
             EngineCommand::SayVerbatim { text } => wire::say_verbatim(text),
             EngineCommand::CallerText { text } => {
                 self.send_text(wire::message_item("user", text)).await?;
