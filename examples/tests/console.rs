@@ -70,6 +70,26 @@ async fn run_piped(mut command: Command, input: &str) -> Output {
         .expect("output")
 }
 
+/// The console's output, once it has exited 0 (else its output and errors are shown).
+fn succeeded(out: &Output) -> String {
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    stdout
+}
+
+/// `--jsonl` output, one object per line.
+fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    text(bytes)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -82,13 +102,7 @@ async fn piped_input_is_answered_with_the_calls_own_prompt_and_tools_then_the_co
         &["--from", "+15550100", "--param", "store=north"],
     );
     let out = run_piped(command, "Hi there\nIs SKU-1234 in stock?\n/dtmf 12#\n").await;
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let stdout = succeeded(&out);
 
     // Everything, in order: greeting, the first answer, the tool call with its result from
     // the real tool (run with the call's `store` parameter), the answer after it, metrics.
@@ -181,13 +195,7 @@ async fn the_outbound_example_has_a_console_too_with_its_variables_from_params()
         &["--param", "name=Ada"],
     );
     let out = run_piped(command, "Yes, I can make it.\n").await;
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     for expected in [
         "agent: Hello, this is Riverside Dental calling about your appointment.",
         r#"← record_reply {"recorded":true}"#,
@@ -218,10 +226,7 @@ async fn jsonl_writes_one_object_per_event_and_an_agent_hang_up_ends_the_console
     let command = console(&fake.url(), &["--jsonl"]);
     let out = run_piped(command, "Is SKU-9 in stock?\nthanks, bye\nnever sent\n").await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let events: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
-        .collect();
+    let events: Vec<Value> = json_lines(&out.stdout);
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(
         kinds,
@@ -293,10 +298,7 @@ async fn jsonl_reports_a_fatal_engine_error_and_the_console_exits_1() {
         .expect("output");
     drop(stdin);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let events: Vec<Value> = text(&out.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
-        .collect();
+    let events: Vec<Value> = json_lines(&out.stdout);
     let error = events
         .iter()
         .find(|e| e["type"] == "error")

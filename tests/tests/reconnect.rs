@@ -89,6 +89,32 @@ async fn greeted(call: &Call, conn: &ConnHandle) {
     wait_media(call, 3).await;
 }
 
+/// A call on a harness with stall limit `stall`, its first engine session, greeting played.
+async fn greeted_call(n: u128, stall: Duration) -> (Harness, Call, ConnHandle) {
+    let h = harness(stall).await;
+    let call = h.call(n).await;
+    let conn = h.engine_conn(0).await;
+    greeted(&call, &conn).await;
+    (h, call, conn)
+}
+
+/// Waits until the lookup of `order` has started.
+async fn lookup_started(order: &str) {
+    tokio::time::timeout(WAIT, async {
+        while lookups(order) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the tool starts");
+}
+
+/// The caller hangs up; what `on_call_end` got.
+async fn hung_up(h: &mut Harness, call: &Call) -> patter::CallSummary {
+    call.stream.send_stop().await.expect("stop");
+    h.next_end().await
+}
+
 /// Waits until Twilio has received `n` media messages.
 async fn wait_media(call: &Call, n: usize) {
     call.stream
@@ -134,10 +160,7 @@ fn outputs(conn: &ConnHandle) -> Vec<String> {
 
 #[tokio::test]
 async fn an_engine_dropped_mid_sentence_goes_on_in_a_new_session_with_the_conversation() {
-    let mut h = harness(Duration::from_secs(3600)).await;
-    let call = h.call(1).await;
-    let conn = h.engine_conn(0).await;
-    greeted(&call, &conn).await;
+    let (mut h, call, conn) = greeted_call(1, Duration::from_secs(3600)).await;
 
     // The caller asks; the model looks the order up and starts to answer.
     conn.send(fake_openai::speech_stopped("item_c1", 1200));
@@ -225,8 +248,7 @@ async fn an_engine_dropped_mid_sentence_goes_on_in_a_new_session_with_the_conver
     println!("the caller's longest silence across the reconnect: {silence:?}");
     assert!(silence <= Duration::from_secs(3), "{silence:?}");
 
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(end.reason, EndReason::StreamStopped);
     assert_eq!(end.reconnects.len(), 1, "{:?}", end.reconnects);
     let reconnect = &end.reconnects[0];
@@ -241,23 +263,14 @@ async fn an_engine_dropped_mid_sentence_goes_on_in_a_new_session_with_the_conver
 
 #[tokio::test]
 async fn a_tool_running_when_the_engine_closes_answers_in_the_new_session_once() {
-    let mut h = harness(Duration::from_secs(3600)).await;
-    let call = h.call(2).await;
-    let conn = h.engine_conn(0).await;
-    greeted(&call, &conn).await;
+    let (mut h, call, conn) = greeted_call(2, Duration::from_secs(3600)).await;
     conn.send(fake_openai::speech_stopped("item_c1", 900));
     conn.send_function_call_response(
         "resp_1",
         &[("call_7", "slow_lookup", r#"{"order_id":"7"}"#)],
     );
     // The tool has started (it takes 250 ms); the engine closes meanwhile.
-    tokio::time::timeout(WAIT, async {
-        while lookups("7") == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the tool starts");
+    lookup_started("7").await;
     conn.close();
     let next = h.engine_conn(1).await;
     // The call is in the new session's context without a result; the result follows, once,
@@ -279,8 +292,7 @@ async fn a_tool_running_when_the_engine_closes_answers_in_the_new_session_once()
     assert!(outputs(&conn).is_empty(), "the lost session got no result");
     assert_eq!(outputs(&next), ["call_7"]);
 
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(lookups("7"), 1, "the tool ran once");
     assert_eq!(end.reconnects.len(), 1);
     assert_eq!(end.tool_calls.len(), 1);
@@ -290,10 +302,7 @@ async fn a_tool_running_when_the_engine_closes_answers_in_the_new_session_once()
 #[tokio::test]
 async fn an_engine_that_goes_silent_while_the_caller_waits_is_replaced_within_the_default_limit() {
     let stall = Limits::default().engine_stall;
-    let mut h = harness(stall).await;
-    let call = h.call(3).await;
-    let conn = h.engine_conn(0).await;
-    greeted(&call, &conn).await;
+    let (mut h, call, conn) = greeted_call(3, stall).await;
     // The caller stops speaking; then the engine says nothing more.
     let asked = Instant::now();
     conn.send(fake_openai::speech_stopped("item_c1", 1500));
@@ -312,8 +321,7 @@ async fn an_engine_that_goes_silent_while_the_caller_waits_is_replaced_within_th
     let silence = longest_silence(&call, asked);
     println!("stalled engine: the caller waited {silence:?} (stall limit {stall:?})");
     assert!(silence <= Duration::from_secs(3), "{silence:?}");
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(end.reconnects.len(), 1);
     assert_eq!(end.reconnects[0].cause, ReconnectCause::Stalled);
 }
@@ -351,18 +359,14 @@ async fn an_engine_that_never_confirms_its_configuration_is_replaced_and_the_gre
         mute.events_of_type("response.create").is_empty(),
         "the greeting was asked of the session that answered only"
     );
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(end.reconnects.len(), 1);
     assert_eq!(end.reconnects[0].cause, ReconnectCause::Stalled);
 }
 
 #[tokio::test]
 async fn speech_a_silent_engine_does_not_notice_is_a_stall_and_the_new_session_hears_the_caller() {
-    let mut h = harness(Duration::from_secs(1)).await;
-    let call = h.call(5).await;
-    let conn = h.engine_conn(0).await;
-    greeted(&call, &conn).await;
+    let (mut h, call, conn) = greeted_call(5, Duration::from_secs(1)).await;
     conn.go_silent();
     // The caller talks; the engine says nothing (no speech_started).
     let talking = loud();
@@ -392,8 +396,7 @@ async fn speech_a_silent_engine_does_not_notice_is_a_stall_and_the_new_session_h
     next.wait_for_event("input_audio_buffer.append", WAIT)
         .await
         .expect("the caller's audio reaches the new session");
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(end.reconnects.len(), 1);
     assert_eq!(end.reconnects[0].cause, ReconnectCause::Stalled);
 }
@@ -411,8 +414,7 @@ async fn a_slow_engine_is_slow_not_stalled() {
     conn.send_audio_response("resp_g", "item_g", &refs(&audio), "Hello!");
     // 500 ms per event: the audio arrives, late.
     wait_media(&call, 3).await;
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(end.reason, EndReason::StreamStopped);
     assert!(end.reconnects.is_empty(), "{:?}", end.reconnects);
     assert_eq!(h.engine.connections(), 1);
@@ -441,8 +443,7 @@ async fn a_non_fatal_error_mid_response_is_logged_and_the_call_goes_on() {
     conn.wait_for_event("input_audio_buffer.append", WAIT)
         .await
         .expect("still relayed");
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(end.reason, EndReason::StreamStopped);
     assert!(end.reconnects.is_empty());
 }
@@ -498,8 +499,7 @@ async fn a_burst_of_malformed_json_is_counted_and_the_call_goes_on() {
     let audio = agent_audio(3);
     conn.send_audio_response("resp_g", "item_g", &refs(&audio), "Hello!");
     wait_media(&call, 3).await;
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(end.reason, EndReason::StreamStopped);
     assert_eq!(end.metrics.malformed_frames, 50);
     assert!(end.reconnects.is_empty());
@@ -507,10 +507,7 @@ async fn a_burst_of_malformed_json_is_counted_and_the_call_goes_on() {
 
 #[tokio::test]
 async fn an_engine_lost_before_its_tool_calling_response_ended_is_resumed_by_the_result() {
-    let mut h = harness(Duration::from_secs(3600)).await;
-    let call = h.call(10).await;
-    let conn = h.engine_conn(0).await;
-    greeted(&call, &conn).await;
+    let (mut h, call, conn) = greeted_call(10, Duration::from_secs(3600)).await;
     conn.send(fake_openai::speech_stopped("item_c1", 900));
     // The response calls the tool, and the engine is gone before it ends.
     conn.send(fake_openai::response_created("resp_1"));
@@ -522,13 +519,7 @@ async fn an_engine_lost_before_its_tool_calling_response_ended_is_resumed_by_the
         "slow_lookup",
         r#"{"order_id":"8"}"#,
     ));
-    tokio::time::timeout(WAIT, async {
-        while lookups("8") == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the tool starts");
+    lookup_started("8").await;
     conn.drop_tcp();
     let next = h.engine_conn(1).await;
     next.wait_for_event("response.create", WAIT)
@@ -550,18 +541,14 @@ async fn an_engine_lost_before_its_tool_calling_response_ended_is_resumed_by_the
         1,
         "one response"
     );
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(lookups("8"), 1, "the tool ran once");
     assert_eq!(end.reconnects.len(), 1);
 }
 
 #[tokio::test]
 async fn an_expired_engine_session_is_replaced_and_the_call_goes_on() {
-    let mut h = harness(Duration::from_secs(3600)).await;
-    let call = h.call(11).await;
-    let conn = h.engine_conn(0).await;
-    greeted(&call, &conn).await;
+    let (mut h, call, conn) = greeted_call(11, Duration::from_secs(3600)).await;
     conn.send(fake_openai::error_event(
         "session_expired",
         "Your session hit the maximum duration of 60 minutes.",
@@ -570,8 +557,7 @@ async fn an_expired_engine_session_is_replaced_and_the_call_goes_on() {
     next.wait_for_event("session.update", WAIT)
         .await
         .expect("a new session");
-    call.stream.send_stop().await.expect("stop");
-    let end = h.next_end().await;
+    let end = hung_up(&mut h, &call).await;
     assert_eq!(end.reason, EndReason::StreamStopped);
     assert_eq!(end.reconnects.len(), 1);
 }

@@ -146,6 +146,17 @@ async fn serve(softphone: Softphone) -> (String, SocketAddr, tokio::sync::onesho
     (url, addr, stop)
 }
 
+/// Presses the page's Call / Hang up button.
+async fn press_call_button(browser: &Client) {
+    browser
+        .find(Locator::Id("call"))
+        .await
+        .expect("the call button")
+        .click()
+        .await
+        .expect("click");
+}
+
 /// The caller's audio the engine got, past its first second (capture start-up), decoded.
 fn caller_pcm(appends: &[Value]) -> Vec<f64> {
     appends
@@ -176,13 +187,7 @@ async fn in_firefox_too_the_call_carries_audio_both_ways_and_hangs_up() {
     let driver = Driver::firefox().await;
     let browser = driver.firefox_browser(440).await;
     browser.goto(&url).await.expect("the page loads");
-    browser
-        .find(Locator::Id("call"))
-        .await
-        .expect("the call button")
-        .click()
-        .await
-        .expect("click");
+    press_call_button(&browser).await;
 
     // Firefox's microphone runs at its own rate; the page's worklet makes 8 kHz μ-law of it.
     let conn = match fake.wait_for_conn(0, WAIT).await {
@@ -223,13 +228,7 @@ async fn in_firefox_too_the_call_carries_audio_both_ways_and_hangs_up() {
     .await;
     wait_text(&browser, "#transcript", &["Hello from Firefox."]).await;
 
-    browser
-        .find(Locator::Id("call"))
-        .await
-        .expect("the hang-up button")
-        .click()
-        .await
-        .expect("click");
+    press_call_button(&browser).await;
     let summary = tokio::time::timeout(WAIT, ended.recv())
         .await
         .expect("on_call_end within the wait")
@@ -264,13 +263,7 @@ async fn a_browser_call_carries_audio_both_ways_shows_tools_barges_in_and_hangs_
     let driver = Driver::start().await;
     let browser = driver.browser(&wav).await;
     browser.goto(&url).await.expect("the page loads");
-    browser
-        .find(Locator::Id("call"))
-        .await
-        .expect("the call button")
-        .click()
-        .await
-        .expect("click");
+    press_call_button(&browser).await;
 
     // 1. The microphone's tone reaches the engine as μ-law at 440 Hz.
     let conn = fake
@@ -444,13 +437,7 @@ async fn a_browser_call_carries_audio_both_ways_shows_tools_barges_in_and_hangs_
             .expect("click");
     }
     wait_page(&browser, "the keys to be sent", |s| s["keys"] == "1#").await;
-    browser
-        .find(Locator::Id("call"))
-        .await
-        .expect("the hang-up button")
-        .click()
-        .await
-        .expect("click");
+    press_call_button(&browser).await;
     let summary = tokio::time::timeout(WAIT, ended.recv())
         .await
         .expect("on_call_end within the wait")

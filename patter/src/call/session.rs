@@ -403,17 +403,7 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
         // stopped reading cannot hold the call open), the engine is gone before the hang-up
         // and `on_call_end` run.
         self.jobs.abort_all();
-        for event in self.engine.finish() {
-            match event {
-                EngineEvent::UserTranscript { text } => {
-                    self.record(Role::Caller, text.into_owned())
-                }
-                EngineEvent::AgentTranscript { text } => {
-                    self.record(Role::Agent, text.into_owned())
-                }
-                _ => {}
-            }
-        }
+        self.record_leftovers();
         if let Some(turn) = self.clock.close(Instant::now()) {
             self.record.turn(self.env, &self.ctx, turn);
         }
@@ -929,6 +919,21 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
             .await
     }
 
+    /// Records what the engine session still held (transcripts no gap had closed yet).
+    fn record_leftovers(&mut self) {
+        for event in self.engine.finish() {
+            match event {
+                EngineEvent::UserTranscript { text } => {
+                    self.record(Role::Caller, text.into_owned())
+                }
+                EngineEvent::AgentTranscript { text } => {
+                    self.record(Role::Agent, text.into_owned())
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// What the engine owes now (for stall detection).
     fn owed(&self) -> Owed {
         let unanswered = self
@@ -987,17 +992,7 @@ impl<E: Engine, C: CarrierLeg> Session<'_, E, C> {
         let began = Instant::now();
         let at = self.started.elapsed();
         // What the lost session still held, and what it owed.
-        for event in self.engine.finish() {
-            match event {
-                EngineEvent::UserTranscript { text } => {
-                    self.record(Role::Caller, text.into_owned())
-                }
-                EngineEvent::AgentTranscript { text } => {
-                    self.record(Role::Agent, text.into_owned())
-                }
-                _ => {}
-            }
-        }
+        self.record_leftovers();
         let owed = self.owed().answer && !self.awaiting_ready;
         let was_speaking = self.turns.is_responding();
         let next = self.turns.engine_replaced();
