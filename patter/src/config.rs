@@ -52,6 +52,13 @@ pub struct Limits {
     /// detection plus a reconnect stay within the 3 s of silence a caller may hear; see the
     /// README's "When the engine fails").
     pub engine_stall: Duration,
+    /// Caller speech an engine must notice: this much, without a break, while the engine
+    /// says nothing for `engine_stall`, is a stall (default 1 s; a Realtime engine reports
+    /// speech within a few hundred milliseconds).
+    pub engine_missed_speech: Duration,
+    /// Caller silence after speech an engine must notice the end of, once it heard them
+    /// start: longer than any voice-activity detector waits for a turn's end (default 10 s).
+    pub engine_missed_silence: Duration,
     /// Engine sessions a call may open to replace lost or stalled ones; then the caller
     /// hears the apology (default 3; 0 turns reconnecting off).
     pub reconnect_attempts: u32,
@@ -77,6 +84,8 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(30),
             dtmf_gap: Duration::from_millis(1500),
             engine_stall: Duration::from_secs(2),
+            engine_missed_speech: Duration::from_secs(1),
+            engine_missed_silence: Duration::from_secs(10),
             reconnect_attempts: 3,
             reconnect_within: Duration::from_secs(4),
             reconnect_history_items: 60,

@@ -194,11 +194,6 @@ pub(crate) struct Owed {
 pub(crate) const STALL_CHECK_EVERY: Duration = Duration::from_millis(200);
 /// Quiet this long, the engine's silence starts being compared with the caller's voice.
 const LISTEN_AFTER: Duration = Duration::from_millis(500);
-/// Caller speech the engine must have noticed.
-const VOICE_UNNOTICED: Duration = Duration::from_millis(1000);
-/// Caller silence after speech whose end the engine must have noticed: longer than any
-/// voice-activity detector waits for the end of a turn.
-const SILENCE_UNNOTICED: Duration = Duration::from_secs(10);
 /// Silence that ends a stretch of the caller's speech (noise now and then does not add up).
 const SPEECH_BREAK: Duration = Duration::from_millis(300);
 const FRAME: Duration = Duration::from_millis(20);
@@ -207,6 +202,8 @@ const FRAME: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub(crate) struct StallWatch {
     after: Duration,
+    missed_speech: Duration,
+    missed_silence: Duration,
     frames: u64,
     seen: u64,
     quiet_since: Instant,
@@ -219,9 +216,17 @@ pub(crate) struct StallWatch {
 }
 
 impl StallWatch {
-    pub(crate) fn new(after: Duration, now: Instant) -> Self {
+    /// The watch of [`Limits::engine_stall`], [`Limits::engine_missed_speech`] and
+    /// [`Limits::engine_missed_silence`].
+    ///
+    /// [`Limits::engine_stall`]: crate::Limits::engine_stall
+    /// [`Limits::engine_missed_speech`]: crate::Limits::engine_missed_speech
+    /// [`Limits::engine_missed_silence`]: crate::Limits::engine_missed_silence
+    pub(crate) fn new(limits: &crate::Limits, now: Instant) -> Self {
         StallWatch {
-            after,
+            after: limits.engine_stall,
+            missed_speech: limits.engine_missed_speech,
+            missed_silence: limits.engine_missed_silence,
             frames: 0,
             seen: 0,
             quiet_since: now,
@@ -278,8 +283,10 @@ impl StallWatch {
             return false;
         }
         owed.answer
-            || (!owed.hearing && self.voiced >= VOICE_UNNOTICED && self.silent_run < SPEECH_BREAK)
-            || (owed.hearing && self.spoke && self.silent_run >= SILENCE_UNNOTICED)
+            || (!owed.hearing
+                && self.voiced >= self.missed_speech
+                && self.silent_run < SPEECH_BREAK)
+            || (owed.hearing && self.spoke && self.silent_run >= self.missed_silence)
     }
 }
 
@@ -305,6 +312,14 @@ pub(crate) fn is_voiced(base64_mulaw: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default limits, with a 2 s stall.
+    fn two_seconds() -> crate::Limits {
+        crate::Limits {
+            engine_stall: Duration::from_secs(2),
+            ..crate::Limits::default()
+        }
+    }
 
     fn said(role: Role, text: &str, ms: u64) -> TranscriptEntry {
         TranscriptEntry {
@@ -364,7 +379,7 @@ mod tests {
     #[test]
     fn an_engine_owing_an_answer_stalls_after_the_limit_and_any_frame_resets_it() {
         let start = Instant::now();
-        let mut watch = StallWatch::new(Duration::from_secs(2), start);
+        let mut watch = StallWatch::new(&two_seconds(), start);
         let owed = Owed {
             answer: true,
             hearing: false,
@@ -378,14 +393,14 @@ mod tests {
         assert!(!watch.check(start + Duration::from_millis(4000), owed));
         assert!(watch.check(start + Duration::from_millis(4100), owed));
         // Owing nothing, a quiet engine is fine.
-        let mut idle = StallWatch::new(Duration::from_secs(2), start);
+        let mut idle = StallWatch::new(&two_seconds(), start);
         assert!(!idle.check(start + Duration::from_secs(60), Owed::default()));
     }
 
     #[test]
     fn speech_the_engine_did_not_notice_is_a_stall() {
         let start = Instant::now();
-        let mut watch = StallWatch::new(Duration::from_secs(2), start);
+        let mut watch = StallWatch::new(&two_seconds(), start);
         assert!(!watch.check(start + Duration::from_millis(600), Owed::default()));
         assert!(watch.listening());
         for _ in 0..60 {
@@ -393,7 +408,7 @@ mod tests {
         }
         assert!(watch.check(start + Duration::from_millis(2000), Owed::default()));
         // Hearing the caller: a long monologue is not a stall, but its unnoticed end is.
-        let mut hearing = StallWatch::new(Duration::from_secs(2), start);
+        let mut hearing = StallWatch::new(&two_seconds(), start);
         let owed = Owed {
             answer: false,
             hearing: true,
@@ -419,7 +434,7 @@ mod tests {
     #[test]
     fn scattered_noise_is_not_speech() {
         let start = Instant::now();
-        let mut watch = StallWatch::new(Duration::from_secs(2), start);
+        let mut watch = StallWatch::new(&two_seconds(), start);
         assert!(!watch.check(start + Duration::from_millis(600), Owed::default()));
         // A loud frame now and then, for long: never a second of speech in a row.
         for _ in 0..40 {

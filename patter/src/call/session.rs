@@ -113,7 +113,7 @@ pub(crate) async fn run<E: Engine, C: CarrierLeg>(
                 .first_message(None)
                 .tools(Vec::new()),
             history: History::default(),
-            stall: StallWatch::new(env.limits.engine_stall, Instant::now()),
+            stall: StallWatch::new(&env.limits, Instant::now()),
             reconnects_left: env.limits.reconnect_attempts,
             resume: false,
             hearing: false,
