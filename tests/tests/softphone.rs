@@ -146,6 +146,18 @@ async fn serve(softphone: Softphone) -> (String, SocketAddr, tokio::sync::onesho
     (url, addr, stop)
 }
 
+/// `hooks`, and a channel that gets each call's summary from `on_call_end`.
+fn reporting_ends(hooks: Hooks) -> (Hooks, mpsc::UnboundedReceiver<patter::CallSummary>) {
+    let (ended_tx, ended) = mpsc::unbounded_channel();
+    let hooks = hooks.on_call_end(move |summary| {
+        let ended_tx = ended_tx.clone();
+        async move {
+            let _ = ended_tx.send(summary);
+        }
+    });
+    (hooks, ended)
+}
+
 /// Presses the page's Call / Hang up button.
 async fn press_call_button(browser: &Client) {
     browser
@@ -175,13 +187,7 @@ fn caller_pcm(appends: &[Value]) -> Vec<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_firefox_too_the_call_carries_audio_both_ways_and_hangs_up() {
     let fake = FakeRealtime::start().await;
-    let (ended_tx, mut ended) = mpsc::unbounded_channel();
-    let hooks = Hooks::new().on_call_end(move |summary| {
-        let ended_tx = ended_tx.clone();
-        async move {
-            let _ = ended_tx.send(summary);
-        }
-    });
+    let (hooks, mut ended) = reporting_ends(Hooks::new());
     let (url, _addr, _stop) =
         serve(Softphone::new(ProductSpecialist, local(&fake)).hooks(hooks)).await;
     let driver = Driver::firefox().await;
@@ -246,17 +252,10 @@ async fn a_browser_call_carries_audio_both_ways_shows_tools_barges_in_and_hangs_
     std::fs::write(&wav, tone_wav(440.0, 48_000, 30)).expect("wav");
 
     let fake = FakeRealtime::start().await;
-    let (ended_tx, mut ended) = mpsc::unbounded_channel();
     let keys = Arc::new(Mutex::new(String::new()));
     let pressed = Arc::clone(&keys);
-    let hooks = Hooks::new()
-        .on_dtmf(move |_, key| pressed.lock().expect("keys").push(key))
-        .on_call_end(move |summary| {
-            let ended_tx = ended_tx.clone();
-            async move {
-                let _ = ended_tx.send(summary);
-            }
-        });
+    let (hooks, mut ended) =
+        reporting_ends(Hooks::new().on_dtmf(move |_, key| pressed.lock().expect("keys").push(key)));
     let (url, _addr, _stop) =
         serve(Softphone::new(ProductSpecialist, local(&fake)).hooks(hooks)).await;
 
